@@ -1,0 +1,4 @@
+//! Loopback fault servers shared by `demo` and the integration tests, so the two cannot drift.
+pub mod dns;
+pub mod pki;
+pub mod smtp;
