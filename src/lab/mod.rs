@@ -1,4 +1,5 @@
 //! Loopback fault servers shared by `demo` and the integration tests, so the two cannot drift.
 pub mod dns;
 pub mod pki;
+pub mod scenarios;
 pub mod smtp;

@@ -1,0 +1,238 @@
+//! DNS as Exchange Online uses it for a connector: MX (with preferences, null MX, NODATA) and
+//! A/AAAA. No cache and no hosts file, so every probe sees what the DNS publishes now.
+
+use crate::code::Reason;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::RData;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// What went wrong with a lookup, already in the bounded vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsFailure {
+    NxDomain,
+    ServFail,
+    Timeout,
+    Refused,
+    NoAddress,
+    NullMx,
+    Unreachable(String),
+}
+
+impl DnsFailure {
+    pub fn reason(&self) -> Reason {
+        match self {
+            DnsFailure::NxDomain => Reason::Nxdomain,
+            DnsFailure::ServFail => Reason::Servfail,
+            DnsFailure::Timeout => Reason::DnsTimeout,
+            DnsFailure::Refused => Reason::DnsRefused,
+            DnsFailure::NoAddress => Reason::NoAddress,
+            DnsFailure::NullMx => Reason::NullMx,
+            DnsFailure::Unreachable(_) => Reason::DnsUnreachable,
+        }
+    }
+}
+
+impl fmt::Display for DnsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DnsFailure::NxDomain => f.write_str("NXDOMAIN (name does not exist)"),
+            DnsFailure::ServFail => f.write_str("SERVFAIL"),
+            DnsFailure::Timeout => f.write_str("no answer (timeout)"),
+            DnsFailure::Refused => f.write_str("REFUSED"),
+            DnsFailure::NoAddress => f.write_str("no A or AAAA record"),
+            DnsFailure::NullMx => f.write_str("null MX (domain accepts no mail)"),
+            DnsFailure::Unreachable(m) => write!(f, "no DNS server reachable ({m})"),
+        }
+    }
+}
+
+/// The MX answer for a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MxAnswer {
+    /// Exchanges sorted by preference (stable for equal preferences).
+    Hosts(Vec<(u16, String)>),
+    /// The name exists but has no MX: use its own A/AAAA (RFC 5321 implicit MX).
+    NoData,
+}
+
+#[derive(Clone)]
+pub struct Dns {
+    resolver: TokioResolver,
+}
+
+impl Dns {
+    /// `servers` empty: the system resolver configuration (/etc/resolv.conf).
+    pub fn new(servers: &[SocketAddr], per_try_timeout: Duration) -> Result<Dns, String> {
+        let config = if servers.is_empty() {
+            let (cfg, _) = hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| format!("cannot read the system resolver configuration: {e}"))?;
+            ResolverConfig::from_parts(None, vec![], cfg.name_servers().to_vec())
+        } else {
+            let ns = servers
+                .iter()
+                .map(|sa| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = sa.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = sa.port();
+                    NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            ResolverConfig::from_parts(None, vec![], ns)
+        };
+        let mut opts = ResolverOpts::default();
+        // One retry per lookup; each call also has a hard deadline of its own.
+        opts.timeout = per_try_timeout.max(Duration::from_millis(50));
+        opts.attempts = 1;
+        opts.cache_size = 0;
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.ndots = 0;
+        opts.num_concurrent_reqs = 1;
+        let resolver = hickory_resolver::Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()
+            .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
+        Ok(Dns { resolver })
+    }
+
+    pub async fn mx(&self, name: &str, timeout: Duration) -> Result<MxAnswer, DnsFailure> {
+        let fqdn = fqdn(name);
+        let lookup = match tokio::time::timeout(timeout, self.resolver.mx_lookup(fqdn.as_str())).await {
+            Err(_) => return Err(DnsFailure::Timeout),
+            Ok(Err(e)) => {
+                return match classify(&e) {
+                    Classified::NoData => Ok(MxAnswer::NoData),
+                    Classified::Failure(f) => Err(f),
+                };
+            }
+            Ok(Ok(l)) => l,
+        };
+        let mut hosts: Vec<(u16, String)> = Vec::new();
+        let mut null = false;
+        for record in lookup.answers() {
+            if let RData::MX(mx) = &record.data {
+                if mx.exchange.is_root() {
+                    null = true;
+                    continue;
+                }
+                let host = mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+                if !hosts.iter().any(|(_, h)| *h == host) {
+                    hosts.push((mx.preference, host));
+                }
+            }
+        }
+        if hosts.is_empty() {
+            return if null {
+                Err(DnsFailure::NullMx)
+            } else {
+                Ok(MxAnswer::NoData)
+            };
+        }
+        hosts.sort_by_key(|(p, _)| *p);
+        Ok(MxAnswer::Hosts(hosts))
+    }
+
+    /// IPv4 then IPv6 addresses. An error on one family is ignored when the other has addresses.
+    pub async fn addresses(&self, name: &str, timeout: Duration) -> Result<Vec<IpAddr>, DnsFailure> {
+        let fqdn = fqdn(name);
+        let v4 = async {
+            match tokio::time::timeout(timeout, self.resolver.ipv4_lookup(fqdn.as_str())).await {
+                Err(_) => Err(DnsFailure::Timeout),
+                Ok(Ok(l)) => Ok(l
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()),
+                Ok(Err(e)) => match classify(&e) {
+                    Classified::NoData => Ok(vec![]),
+                    Classified::Failure(f) => Err(f),
+                },
+            }
+        };
+        let v6 = async {
+            match tokio::time::timeout(timeout, self.resolver.ipv6_lookup(fqdn.as_str())).await {
+                Err(_) => Err(DnsFailure::Timeout),
+                Ok(Ok(l)) => Ok(l
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()),
+                Ok(Err(e)) => match classify(&e) {
+                    Classified::NoData => Ok(vec![]),
+                    Classified::Failure(f) => Err(f),
+                },
+            }
+        };
+        let (v4, v6) = tokio::join!(v4, v6);
+        match (v4, v6) {
+            (Err(DnsFailure::NxDomain), _) | (_, Err(DnsFailure::NxDomain)) => Err(DnsFailure::NxDomain),
+            (Ok(a), Ok(b)) => {
+                let all: Vec<IpAddr> = a.into_iter().chain(b).collect();
+                if all.is_empty() {
+                    Err(DnsFailure::NoAddress)
+                } else {
+                    Ok(all)
+                }
+            }
+            (Ok(a), Err(e)) | (Err(e), Ok(a)) => {
+                if a.is_empty() {
+                    Err(e)
+                } else {
+                    Ok(a)
+                }
+            }
+            (Err(e), Err(_)) => Err(e),
+        }
+    }
+}
+
+fn fqdn(name: &str) -> String {
+    let n = name.trim_end_matches('.');
+    format!("{n}.")
+}
+
+enum Classified {
+    NoData,
+    Failure(DnsFailure),
+}
+
+/// The one place where resolver errors become bounded DNS failures.
+fn classify(e: &NetError) -> Classified {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(nr)) => match nr.response_code {
+            ResponseCode::NXDomain => Classified::Failure(DnsFailure::NxDomain),
+            ResponseCode::NoError => Classified::NoData,
+            ResponseCode::Refused => Classified::Failure(DnsFailure::Refused),
+            _ => Classified::Failure(DnsFailure::ServFail),
+        },
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused)) => Classified::Failure(DnsFailure::Refused),
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::NXDomain)) => Classified::Failure(DnsFailure::NxDomain),
+        NetError::Dns(_) => Classified::Failure(DnsFailure::ServFail),
+        NetError::Timeout => Classified::Failure(DnsFailure::Timeout),
+        NetError::NoConnections => Classified::Failure(DnsFailure::Unreachable("no connections".into())),
+        NetError::Io(io) => match io.kind() {
+            std::io::ErrorKind::TimedOut => Classified::Failure(DnsFailure::Timeout),
+            k => Classified::Failure(DnsFailure::Unreachable(k.to_string())),
+        },
+        other => {
+            let msg = other.to_string();
+            if msg.contains("timed out") {
+                Classified::Failure(DnsFailure::Timeout)
+            } else {
+                Classified::Failure(DnsFailure::Unreachable(crate::probe::escape(&msg, 80)))
+            }
+        }
+    }
+}

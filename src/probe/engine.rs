@@ -1,0 +1,695 @@
+//! Orchestration: turn a connector into targets the way Exchange Online does (MX first for a
+//! smart host name, MX of each recipient domain otherwise), then run one attempt per address:
+//! connect → banner → EHLO → STARTTLS → handshake → certificate rules → EHLO → QUIT.
+
+use super::dns::{Dns, MxAnswer};
+use super::smtp::{Limits, Reply, Session, Transcript};
+use super::tls::{CertSummary, RecordingVerifier};
+use super::{Phase, ProbeError, connect, escape, tls};
+use crate::code::{Code, Reason};
+use crate::config::{Connector, HostPort, Routing, TlsSettings};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::ServerName;
+use rustls::time_provider::TimeProvider;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+/// Bounds so a hostile DNS answer cannot make one probe run for ever.
+const MAX_MX_HOSTS: usize = 8;
+const MAX_ADDRS_PER_HOST: usize = 4;
+const MAX_ATTEMPTS_PER_ROUTE: usize = 16;
+
+/// What to probe: one connector, already validated.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    pub connector: String,
+    pub routing: Routing,
+    /// Used when a smart host has no explicit port (25 outside labs).
+    pub port: u16,
+    pub recipient_domains: Vec<String>,
+    pub tls_settings: TlsSettings,
+    pub tls_domain: Option<String>,
+    pub helo: String,
+    /// Deadline of each step (connect, each reply, the handshake, each DNS lookup).
+    pub timeout: Duration,
+}
+
+impl ProbeSpec {
+    pub fn from_connector(c: &Connector) -> ProbeSpec {
+        ProbeSpec {
+            connector: c.name.clone(),
+            routing: c.routing.clone(),
+            port: c.port,
+            recipient_domains: c.recipient_domains.clone(),
+            tls_settings: c.tls_settings,
+            tls_domain: c.tls_domain.clone(),
+            helo: c.helo.clone(),
+            timeout: c.timeout,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ProberOptions {
+    /// Empty: the system resolver.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Extra trust anchors (file name, PEM bytes) — labs and private CAs only.
+    pub extra_ca: Vec<(String, Vec<u8>)>,
+    /// Clock for certificate dates (tests inject one).
+    pub time: Option<Arc<dyn TimeProvider>>,
+    pub limits: Limits,
+}
+
+pub struct Prober {
+    dns: Dns,
+    roots: Arc<rustls::RootCertStore>,
+    provider: Arc<CryptoProvider>,
+    time: Arc<dyn TimeProvider>,
+    limits: Limits,
+    private_ca: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+}
+
+/// One attempt at one address (or a DNS failure for one name).
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// What the connector names: the smart host or the recipient domain.
+    pub target: String,
+    /// The server name tried (MX exchange or smart host).
+    pub host: String,
+    pub mx_preference: Option<u16>,
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+    /// Our side of the connection: Exchange Online connects from Microsoft's ranges, not this.
+    pub source_address: Option<SocketAddr>,
+    pub delivered: bool,
+    pub code: Option<Code>,
+    pub reason: Option<Reason>,
+    pub phase: Option<Phase>,
+    pub message: String,
+    pub error: Option<String>,
+    pub server_reply: Option<String>,
+    /// Delivered without TLS (allowed only with tls_settings none).
+    pub plaintext: bool,
+    pub durations: BTreeMap<Phase, f64>,
+    pub tls: Option<TlsInfo>,
+    pub certificates: Vec<CertSummary>,
+    /// Certificate rules the chain breaks (reported even when the TLS setting does not enforce them).
+    pub certificate_problems: Vec<Reason>,
+    pub certificate_detail: Option<String>,
+    pub extensions: Vec<String>,
+    pub transcript: Transcript,
+}
+
+/// The verdict for a connector, shaped like Exchange Online's queue view.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub connector: String,
+    pub delivered: bool,
+    pub code: Option<Code>,
+    pub reason: Option<Reason>,
+    pub phase: Option<Phase>,
+    pub message: String,
+    pub tls_settings: TlsSettings,
+    pub routing: &'static str,
+    pub started_at: String,
+    pub duration_seconds: f64,
+    pub warnings: Vec<String>,
+    pub attempts: Vec<Attempt>,
+    #[serde(skip)]
+    reported: Option<usize>,
+}
+
+impl ProbeReport {
+    /// The attempt the top level reports: the last one of the first failing route, or the
+    /// first delivering one.
+    pub fn reported_attempt(&self) -> Option<&Attempt> {
+        self.reported.and_then(|i| self.attempts.get(i))
+    }
+}
+
+enum Plan {
+    Connect {
+        target: String,
+        host: String,
+        pref: Option<u16>,
+        addr: SocketAddr,
+        dns_secs: f64,
+    },
+    DnsFailed {
+        target: String,
+        host: String,
+        error: ProbeError,
+        dns_secs: f64,
+    },
+}
+
+impl Prober {
+    pub fn new(opts: ProberOptions) -> Result<Prober, String> {
+        let dns = Dns::new(&opts.dns_servers, Duration::from_secs(3))?;
+        let roots = tls::root_store(&opts.extra_ca)?;
+        Ok(Prober {
+            dns,
+            roots: Arc::new(roots),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            time: opts
+                .time
+                .unwrap_or_else(|| Arc::new(rustls::time_provider::DefaultTimeProvider)),
+            limits: opts.limits,
+            private_ca: !opts.extra_ca.is_empty(),
+        })
+    }
+
+    pub async fn probe(&self, spec: &ProbeSpec) -> ProbeReport {
+        let started = SystemTime::now();
+        let t0 = Instant::now();
+        // A route is what one recipient sees: all smart hosts together, or one domain's MX set.
+        let routes: Vec<(String, Vec<Plan>)> = match &spec.routing {
+            Routing::SmartHosts(hosts) => {
+                let mut plans = Vec::new();
+                for h in hosts {
+                    plans.extend(self.resolve_smart_host(spec, h).await);
+                }
+                vec![("smart_hosts".to_string(), plans)]
+            }
+            Routing::Mx(domains) => {
+                let mut routes = Vec::new();
+                for d in domains {
+                    let plans = self.resolve_name(spec, d, d, spec.port).await;
+                    routes.push((d.clone(), plans));
+                }
+                routes
+            }
+        };
+
+        let mut attempts = Vec::new();
+        let mut failing_route_last: Option<usize> = None;
+        let mut all_delivered = true;
+        for (_route, plans) in routes {
+            let mut route_ok = false;
+            let mut last_idx = None;
+            for plan in plans.into_iter().take(MAX_ATTEMPTS_PER_ROUTE) {
+                let a = self.run_plan(spec, plan).await;
+                route_ok |= a.delivered;
+                attempts.push(a);
+                last_idx = Some(attempts.len() - 1);
+            }
+            if !route_ok {
+                all_delivered = false;
+                if failing_route_last.is_none() {
+                    failing_route_last = last_idx;
+                }
+            }
+        }
+
+        let mut warnings = Vec::new();
+        if attempts.iter().any(|a| a.delivered && a.plaintext) {
+            warnings.push(
+                "delivered without encryption: the server does not offer STARTTLS (allowed only because tls_settings is none)".into(),
+            );
+        }
+        for a in attempts
+            .iter()
+            .filter(|a| !a.certificate_problems.is_empty() && a.delivered)
+        {
+            warnings.push(format!(
+                "{} ({}): certificate would fail validation ({}) — accepted only because tls_settings is {}",
+                a.host,
+                a.ip.map(|i| i.to_string()).unwrap_or_default(),
+                a.certificate_problems
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                spec.tls_settings
+            ));
+        }
+        if self.private_ca && spec.tls_settings.validates_certificate() {
+            warnings.push("extra CA files are trusted: Exchange Online trusts public CAs only".into());
+        }
+
+        let reported_idx = if all_delivered {
+            attempts.iter().position(|a| a.delivered)
+        } else {
+            failing_route_last
+        };
+        let reported = reported_idx.and_then(|i| attempts.get(i));
+        let (code, reason, phase, message) = match reported {
+            Some(a) if !all_delivered => (a.code, a.reason, a.phase, a.message.clone()),
+            Some(a) => (None, None, None, a.message.clone()),
+            None => (
+                Some(Code::DnsQueryFailed),
+                Some(Reason::NoAddress),
+                Some(Phase::Dns),
+                format!(
+                    "{} {} [Message=no target to try]",
+                    Code::DnsQueryFailed.smtp_prefix(),
+                    Code::DnsQueryFailed.title()
+                ),
+            ),
+        };
+        ProbeReport {
+            connector: spec.connector.clone(),
+            delivered: all_delivered && reported.is_some(),
+            code,
+            reason,
+            phase,
+            message,
+            tls_settings: spec.tls_settings,
+            routing: spec.routing.label(),
+            started_at: rfc3339(started),
+            duration_seconds: t0.elapsed().as_secs_f64(),
+            warnings,
+            attempts,
+            reported: reported_idx,
+        }
+    }
+
+    async fn resolve_smart_host(&self, spec: &ProbeSpec, h: &HostPort) -> Vec<Plan> {
+        let port = h.port.unwrap_or(spec.port);
+        match h.ip() {
+            Some(ip) => vec![Plan::Connect {
+                target: h.to_string(),
+                host: ip.to_string(),
+                pref: None,
+                addr: SocketAddr::new(ip, port),
+                dns_secs: 0.0,
+            }],
+            // Exchange Online looks up MX first for a smart host name, then A/AAAA.
+            None => self.resolve_name(spec, &h.host, &h.to_string(), port).await,
+        }
+    }
+
+    /// MX (preference order) → addresses of each exchange; NODATA → the name's own addresses.
+    async fn resolve_name(&self, spec: &ProbeSpec, name: &str, target: &str, port: u16) -> Vec<Plan> {
+        let t = Instant::now();
+        let mx = self.dns.mx(name, spec.timeout).await;
+        let mx_secs = t.elapsed().as_secs_f64();
+        let hosts: Vec<(Option<u16>, String)> = match mx {
+            Ok(MxAnswer::Hosts(h)) => h.into_iter().take(MAX_MX_HOSTS).map(|(p, n)| (Some(p), n)).collect(),
+            Ok(MxAnswer::NoData) => vec![(None, name.to_string())],
+            Err(failure) => {
+                return vec![Plan::DnsFailed {
+                    target: target.to_string(),
+                    host: name.to_string(),
+                    error: ProbeError::Dns {
+                        name: name.to_string(),
+                        qtype: "MX",
+                        failure,
+                    },
+                    dns_secs: mx_secs,
+                }];
+            }
+        };
+        let mut plans = Vec::new();
+        for (pref, host) in hosts {
+            let t = Instant::now();
+            let addrs = self.dns.addresses(&host, spec.timeout).await;
+            let dns_secs = mx_secs + t.elapsed().as_secs_f64();
+            match addrs {
+                Ok(ips) => {
+                    for ip in ips.into_iter().take(MAX_ADDRS_PER_HOST) {
+                        plans.push(Plan::Connect {
+                            target: target.to_string(),
+                            host: host.clone(),
+                            pref,
+                            addr: SocketAddr::new(ip, port),
+                            dns_secs,
+                        });
+                    }
+                }
+                Err(failure) => plans.push(Plan::DnsFailed {
+                    target: target.to_string(),
+                    host: host.clone(),
+                    error: ProbeError::Dns {
+                        name: host.clone(),
+                        qtype: "A/AAAA",
+                        failure,
+                    },
+                    dns_secs,
+                }),
+            }
+        }
+        plans
+    }
+
+    async fn run_plan(&self, spec: &ProbeSpec, plan: Plan) -> Attempt {
+        match plan {
+            Plan::DnsFailed {
+                target,
+                host,
+                error,
+                dns_secs,
+            } => {
+                let mut a = Attempt::new(target, host, None, None, spec.port);
+                a.durations.insert(Phase::Dns, dns_secs);
+                a.fail(&error);
+                a
+            }
+            Plan::Connect {
+                target,
+                host,
+                pref,
+                addr,
+                dns_secs,
+            } => {
+                let mut a = Attempt::new(target, host, pref, Some(addr.ip()), addr.port());
+                if dns_secs > 0.0 {
+                    a.durations.insert(Phase::Dns, dns_secs);
+                }
+                let mut transcript = Transcript::default();
+                let result = self.dialogue(spec, addr, &mut a, &mut transcript).await;
+                a.transcript = transcript;
+                match result {
+                    Ok(()) => {
+                        a.delivered = true;
+                        a.message = format!(
+                            "Delivered: {} [{}] accepted the session{}",
+                            a.host,
+                            fmt_addr(addr),
+                            match &a.tls {
+                                Some(t) => format!(" over {} ({})", t.version, t.cipher),
+                                None => " without TLS".to_string(),
+                            }
+                        );
+                    }
+                    Err(e) => a.fail(&e),
+                }
+                a
+            }
+        }
+    }
+
+    async fn dialogue(
+        &self,
+        spec: &ProbeSpec,
+        addr: SocketAddr,
+        a: &mut Attempt,
+        tr: &mut Transcript,
+    ) -> Result<(), ProbeError> {
+        let t = Instant::now();
+        let tcp = connect::connect(addr, spec.timeout).await;
+        a.durations.insert(Phase::Connect, t.elapsed().as_secs_f64());
+        let tcp = tcp?;
+        a.source_address = tcp.local_addr().ok();
+        let mut s = Session::new(tcp, spec.timeout, self.limits);
+
+        let t = Instant::now();
+        let banner = s.read_reply(Phase::Banner, tr).await;
+        a.durations.insert(Phase::Banner, t.elapsed().as_secs_f64());
+        let banner = banner?;
+        if banner.is_negative() {
+            return Err(ProbeError::Rejected {
+                phase: Phase::Banner,
+                reply: banner,
+            });
+        }
+        if banner.code != 220 {
+            return Err(ProbeError::UnexpectedReply {
+                phase: Phase::Banner,
+                reply: banner,
+            });
+        }
+
+        let t = Instant::now();
+        let ehlo = self.ehlo(&mut s, spec, Phase::Ehlo, tr).await;
+        a.durations.insert(Phase::Ehlo, t.elapsed().as_secs_f64());
+        let ehlo = ehlo?;
+        a.extensions = ehlo.keywords().take(32).map(|k| escape(&k, 40)).collect();
+
+        if !ehlo.has_keyword("STARTTLS") {
+            if spec.tls_settings.requires_tls() {
+                return Err(ProbeError::StarttlsNotOffered);
+            }
+            a.plaintext = true;
+            self.quit(&mut s, a, tr).await;
+            return Ok(());
+        }
+
+        let t = Instant::now();
+        let r = s.command(Phase::Starttls, "STARTTLS", tr).await;
+        a.durations.insert(Phase::Starttls, t.elapsed().as_secs_f64());
+        let r = r?;
+        if r.code != 220 {
+            return Err(ProbeError::Rejected {
+                phase: Phase::Starttls,
+                reply: r,
+            });
+        }
+        if !s.pending().is_empty() {
+            let extra = super::escape_bytes(s.pending(), 80);
+            tr.push("S:", &format!("{extra} (sent before the TLS handshake)"));
+            return Err(ProbeError::Protocol {
+                phase: Phase::Starttls,
+                detail: "the server sent plaintext after \"220 Ready to start TLS\" (possible STARTTLS injection)"
+                    .into(),
+            });
+        }
+        let (tcp, _) = s.into_parts();
+
+        let expected = self.expected_names(spec, &a.host);
+        let verifier = Arc::new(RecordingVerifier::new(
+            self.roots.clone(),
+            &self.provider,
+            spec.tls_settings,
+            expected,
+        ));
+        let cfg = tls::client_config(self.provider.clone(), verifier.clone(), self.time.clone())
+            .map_err(ProbeError::Local)?;
+        let server_name = match a.host.parse::<IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(a.host.clone()).unwrap_or(ServerName::IpAddress(addr.ip().into())),
+        };
+        tr.push("C:", "(TLS handshake)");
+        let t = Instant::now();
+        let hs = tokio::time::timeout(
+            spec.timeout,
+            tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(server_name, tcp),
+        )
+        .await;
+        a.durations.insert(Phase::TlsHandshake, t.elapsed().as_secs_f64());
+        let verdict = verifier.take_verdict();
+        if let Some(v) = &verdict {
+            a.certificates = v.chain.clone();
+            a.certificate_problems = v.problems.clone();
+            a.certificate_detail = v.detail.clone();
+        }
+        let tls_stream = match hs {
+            Err(_) => {
+                return Err(ProbeError::TimeOutResponse {
+                    phase: Phase::TlsHandshake,
+                    after: spec.timeout,
+                });
+            }
+            Ok(Err(e)) => return Err(handshake_error(&e, verdict.as_ref(), spec.tls_settings)),
+            Ok(Ok(s)) => s,
+        };
+        {
+            let (_, conn) = tls_stream.get_ref();
+            a.tls = Some(TlsInfo {
+                version: conn
+                    .protocol_version()
+                    .map(version_name)
+                    .unwrap_or_else(|| "unknown".into()),
+                cipher: conn
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()))
+                    .unwrap_or_else(|| "unknown".into()),
+            });
+            tr.push(
+                "S:",
+                &format!(
+                    "(TLS established: {})",
+                    a.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("")
+                ),
+            );
+        }
+
+        let mut s = Session::new(tls_stream, spec.timeout, self.limits);
+        let t = Instant::now();
+        let r = self.ehlo(&mut s, spec, Phase::EhloTls, tr).await;
+        a.durations.insert(Phase::EhloTls, t.elapsed().as_secs_f64());
+        r?;
+        self.quit(&mut s, a, tr).await;
+        Ok(())
+    }
+
+    /// EHLO, with HELO as fallback when EHLO is not recognised (500/502), as MTAs do.
+    async fn ehlo<S>(
+        &self,
+        s: &mut Session<S>,
+        spec: &ProbeSpec,
+        phase: Phase,
+        tr: &mut Transcript,
+    ) -> Result<Reply, ProbeError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let r = s.command(phase, &format!("EHLO {}", spec.helo), tr).await?;
+        if r.code == 250 {
+            return Ok(r);
+        }
+        if matches!(r.code, 500 | 502) {
+            let h = s.command(phase, &format!("HELO {}", spec.helo), tr).await?;
+            if h.code == 250 {
+                return Ok(h);
+            }
+            return Err(if h.is_negative() {
+                ProbeError::Rejected { phase, reply: h }
+            } else {
+                ProbeError::UnexpectedReply { phase, reply: h }
+            });
+        }
+        Err(if r.is_negative() {
+            ProbeError::Rejected { phase, reply: r }
+        } else {
+            ProbeError::UnexpectedReply { phase, reply: r }
+        })
+    }
+
+    /// QUIT is a courtesy: its outcome never changes the verdict.
+    async fn quit<S>(&self, s: &mut Session<S>, a: &mut Attempt, tr: &mut Transcript)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let t = Instant::now();
+        let _ = s.command(Phase::Quit, "QUIT", tr).await;
+        a.durations.insert(Phase::Quit, t.elapsed().as_secs_f64());
+    }
+
+    /// Names the certificate must match under DomainValidation: the TLS domain, else the
+    /// recipient domains, else the host name we connected to.
+    fn expected_names(&self, spec: &ProbeSpec, host: &str) -> Vec<String> {
+        if let Some(d) = &spec.tls_domain {
+            return vec![d.clone()];
+        }
+        let mut names: Vec<String> = match &spec.routing {
+            Routing::Mx(domains) => domains.clone(),
+            Routing::SmartHosts(_) => spec.recipient_domains.clone(),
+        };
+        names.retain(|d| d != "*");
+        if names.is_empty() {
+            names.push(host.to_string());
+        }
+        names
+    }
+}
+
+fn handshake_error(e: &std::io::Error, verdict: Option<&tls::CertVerdict>, settings: TlsSettings) -> ProbeError {
+    if settings.validates_certificate()
+        && let Some(r) = verdict.and_then(|v| v.problems.first())
+    {
+        return ProbeError::Certificate { reason: *r };
+    }
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::UnexpectedEof => ProbeError::Closed {
+            phase: Phase::TlsHandshake,
+        },
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => ProbeError::Reset {
+            phase: Phase::TlsHandshake,
+        },
+        _ => {
+            let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+            match inner {
+                Some(rustls::Error::AlertReceived(alert)) => {
+                    ProbeError::Handshake(format!("the server sent the TLS alert {alert:?}"))
+                }
+                Some(rustls::Error::PeerIncompatible(p)) => {
+                    ProbeError::Handshake(format!("no common TLS version or cipher (TLS 1.2+ required): {p:?}"))
+                }
+                Some(rustls::Error::InvalidCertificate(_)) => ProbeError::Certificate {
+                    reason: Reason::CertUntrusted,
+                },
+                Some(other) => ProbeError::Handshake(escape(&other.to_string(), 200)),
+                None => ProbeError::Handshake(escape(&e.to_string(), 200)),
+            }
+        }
+    }
+}
+
+fn version_name(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".into(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn fmt_addr(sa: SocketAddr) -> String {
+    sa.to_string()
+}
+
+impl Attempt {
+    fn new(target: String, host: String, pref: Option<u16>, ip: Option<IpAddr>, port: u16) -> Attempt {
+        Attempt {
+            target,
+            host,
+            mx_preference: pref,
+            ip,
+            port,
+            source_address: None,
+            delivered: false,
+            code: None,
+            reason: None,
+            phase: None,
+            message: String::new(),
+            error: None,
+            server_reply: None,
+            plaintext: false,
+            durations: BTreeMap::new(),
+            tls: None,
+            certificates: vec![],
+            certificate_problems: vec![],
+            certificate_detail: None,
+            extensions: vec![],
+            transcript: Transcript::default(),
+        }
+    }
+
+    fn fail(&mut self, e: &ProbeError) {
+        let reason = e.reason();
+        let code = reason.code();
+        self.delivered = false;
+        self.code = Some(code);
+        self.reason = Some(reason);
+        self.phase = Some(e.phase());
+        let detail = match (e, &self.certificate_detail) {
+            (ProbeError::Certificate { .. }, Some(d)) => d.clone(),
+            _ => e.to_string(),
+        };
+        self.error = Some(escape(&detail, 300));
+        self.server_reply = e.reply().map(|r| r.first_line());
+        let msg_text = match e.reply() {
+            Some(r) => r.first_line(),
+            None => detail,
+        };
+        let ip = match self.ip {
+            Some(ip) => format!(" [LastAttemptedIP={}]", SocketAddr::new(ip, self.port)),
+            None => String::new(),
+        };
+        self.message = format!(
+            "{} {} [Message={}] [LastAttemptedServerName={}]{}",
+            code.smtp_prefix(),
+            code.title(),
+            escape(&msg_text, 200),
+            self.host,
+            ip
+        );
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let odt: time::OffsetDateTime = t.into();
+    odt.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,419 @@
+//! TLS as Exchange Online applies it: TLS 1.2 minimum, and certificate rules that depend on the
+//! connector's TLS setting. The presented chain is always captured and summarised — also when
+//! it fails — because an admin needs to see *which* certificate is wrong.
+
+use crate::code::Reason;
+use crate::config::TlsSettings;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use x509_parser::prelude::*;
+
+/// One certificate of the presented chain, as an admin wants to read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertSummary {
+    /// `leaf` or `intermediate` (anything after the leaf).
+    pub position: &'static str,
+    pub subject: String,
+    pub subject_alt_names: Vec<String>,
+    pub issuer: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub not_before_unix: i64,
+    pub not_after_unix: i64,
+    pub signature_algorithm: String,
+    pub self_signed: bool,
+}
+
+impl CertSummary {
+    /// DNS names the certificate covers (SANs; the CN only when there are no SANs).
+    pub fn dns_names(&self) -> Vec<String> {
+        let sans: Vec<String> = self
+            .subject_alt_names
+            .iter()
+            .filter_map(|s| s.strip_prefix("DNS:"))
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if !sans.is_empty() {
+            return sans;
+        }
+        self.subject
+            .split(", ")
+            .filter_map(|p| p.strip_prefix("CN="))
+            .map(|s| s.to_ascii_lowercase())
+            .collect()
+    }
+}
+
+const SHA1_OIDS: [&str; 4] = [
+    "1.2.840.113549.1.1.5", // sha1WithRSAEncryption
+    "1.2.840.10045.4.1",    // ecdsa-with-SHA1
+    "1.2.840.10040.4.3",    // dsa-with-sha1
+    "1.3.14.3.2.29",        // sha1WithRSASignature (OIW)
+];
+
+fn sig_alg_name(oid: &str) -> String {
+    match oid {
+        "1.2.840.113549.1.1.5" | "1.3.14.3.2.29" => "sha1WithRSAEncryption",
+        "1.2.840.10045.4.1" => "ecdsa-with-SHA1",
+        "1.2.840.10040.4.3" => "dsa-with-SHA1",
+        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
+        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
+        "1.2.840.113549.1.1.13" => "sha512WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "rsassaPss",
+        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
+        "1.3.101.112" => "ed25519",
+        other => return other.to_string(),
+    }
+    .to_string()
+}
+
+/// Summarises one DER certificate; `None` if it does not parse.
+pub fn summarize(der: &[u8], position: &'static str) -> Option<CertSummary> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let mut sans = Vec::new();
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for gn in ext.value.general_names.iter().take(100) {
+            match gn {
+                GeneralName::DNSName(d) => sans.push(format!("DNS:{}", crate::probe::escape(d, 253))),
+                GeneralName::IPAddress(b) => {
+                    let ip = match b.len() {
+                        4 => <[u8; 4]>::try_from(*b)
+                            .ok()
+                            .map(|a| std::net::IpAddr::from(a).to_string()),
+                        16 => <[u8; 16]>::try_from(*b)
+                            .ok()
+                            .map(|a| std::net::IpAddr::from(a).to_string()),
+                        _ => None,
+                    };
+                    if let Some(ip) = ip {
+                        sans.push(format!("IP:{ip}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let oid = cert.signature_algorithm.algorithm.to_id_string();
+    let fmt_time = |t: ASN1Time| {
+        t.to_datetime()
+            .format(&::time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string())
+    };
+    Some(CertSummary {
+        position,
+        subject: crate::probe::escape(&cert.subject().to_string(), 300),
+        subject_alt_names: sans,
+        issuer: crate::probe::escape(&cert.issuer().to_string(), 300),
+        serial: cert.raw_serial_as_string().replace(':', ""),
+        not_before: fmt_time(cert.validity().not_before),
+        not_after: fmt_time(cert.validity().not_after),
+        not_before_unix: cert.validity().not_before.timestamp(),
+        not_after_unix: cert.validity().not_after.timestamp(),
+        signature_algorithm: sig_alg_name(&oid),
+        self_signed: cert.subject() == cert.issuer(),
+    })
+}
+
+/// Does a certificate name cover the connector's expected name?
+/// `expected` may be `*.contoso.com` (Exchange Online: any subdomain of contoso.com);
+/// `presented` may be a one-label wildcard `*.contoso.com` (RFC 6125).
+pub fn name_matches(expected: &str, presented: &str) -> bool {
+    let e = expected.trim_end_matches('.').to_ascii_lowercase();
+    let p = presented.trim_end_matches('.').to_ascii_lowercase();
+    if e.is_empty() || p.is_empty() {
+        return false;
+    }
+    if e == p {
+        return true;
+    }
+    if let Some(suffix) = e.strip_prefix('*') {
+        // suffix = ".contoso.com": any name below it, or the same wildcard
+        let p_body = p.strip_prefix("*.").map(|b| format!(".{b}"));
+        return (p.ends_with(suffix) && p.len() > suffix.len() && !p.starts_with('*'))
+            || p_body
+                .as_deref()
+                .is_some_and(|b| b.ends_with(suffix) && b.len() > suffix.len());
+    }
+    if let Some(base) = p.strip_prefix("*.") {
+        return e
+            .split_once('.')
+            .is_some_and(|(first, rest)| !first.is_empty() && rest == base);
+    }
+    false
+}
+
+/// What the verifier saw: the chain and every rule it broke (first = the reason reported).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CertVerdict {
+    pub chain: Vec<CertSummary>,
+    pub problems: Vec<Reason>,
+    /// Human detail for the first problem.
+    pub detail: Option<String>,
+}
+
+/// Applies the TLS setting's certificate rules and records the chain, even for settings that
+/// accept anything.
+#[derive(Debug)]
+pub struct RecordingVerifier {
+    roots: Arc<RootCertStore>,
+    algs: WebPkiSupportedAlgorithms,
+    settings: TlsSettings,
+    /// Names the certificate must cover under DomainValidation.
+    expected_names: Vec<String>,
+    verdict: Mutex<Option<CertVerdict>>,
+}
+
+impl RecordingVerifier {
+    pub fn new(
+        roots: Arc<RootCertStore>,
+        provider: &CryptoProvider,
+        settings: TlsSettings,
+        expected_names: Vec<String>,
+    ) -> Self {
+        RecordingVerifier {
+            roots,
+            algs: provider.signature_verification_algorithms,
+            settings,
+            expected_names,
+            verdict: Mutex::new(None),
+        }
+    }
+
+    pub fn take_verdict(&self) -> Option<CertVerdict> {
+        self.verdict.lock().ok().and_then(|mut v| v.take())
+    }
+
+    fn evaluate(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> CertVerdict {
+        let mut v = CertVerdict::default();
+        let add = |v: &mut CertVerdict, r: Reason, d: String| {
+            if !v.problems.contains(&r) {
+                v.problems.push(r);
+            }
+            if v.detail.is_none() {
+                v.detail = Some(d);
+            }
+        };
+        for (i, der) in std::iter::once(end_entity)
+            .chain(intermediates.iter())
+            .take(10)
+            .enumerate()
+        {
+            let position = if i == 0 { "leaf" } else { "intermediate" };
+            if let Some(s) = summarize(der.as_ref(), position) {
+                v.chain.push(s);
+            }
+        }
+        let now_s = now.as_secs() as i64;
+        // Dates first: the most common and most actionable problem.
+        for c in &v.chain.clone() {
+            if now_s > c.not_after_unix {
+                add(
+                    &mut v,
+                    Reason::CertExpired,
+                    format!("{} certificate {} expired on {}", c.position, c.subject, c.not_after),
+                );
+            } else if now_s < c.not_before_unix {
+                add(
+                    &mut v,
+                    Reason::CertNotYetValid,
+                    format!(
+                        "{} certificate {} is valid only from {}",
+                        c.position, c.subject, c.not_before
+                    ),
+                );
+            }
+        }
+        for c in &v.chain.clone() {
+            if !c.self_signed && SHA1_OIDS.iter().any(|o| sig_alg_name(o) == c.signature_algorithm) {
+                add(
+                    &mut v,
+                    Reason::CertSha1,
+                    format!(
+                        "{} certificate {} is signed with {}",
+                        c.position, c.subject, c.signature_algorithm
+                    ),
+                );
+            }
+        }
+        match rustls::server::ParsedCertificate::try_from(end_entity) {
+            Err(e) => add(
+                &mut v,
+                Reason::CertUntrusted,
+                format!("leaf certificate cannot be parsed: {e}"),
+            ),
+            Ok(parsed) => {
+                if let Err(e) = rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &parsed,
+                    &self.roots,
+                    intermediates,
+                    now,
+                    self.algs.all,
+                ) {
+                    let (reason, detail) = chain_error(&e);
+                    add(&mut v, reason, detail);
+                }
+            }
+        }
+        if self.settings == TlsSettings::DomainValidation {
+            let names = v.chain.first().map(|c| c.dns_names()).unwrap_or_default();
+            let ok = self
+                .expected_names
+                .iter()
+                .any(|e| names.iter().any(|n| name_matches(e, n)));
+            if !ok {
+                add(
+                    &mut v,
+                    Reason::CertNameMismatch,
+                    format!(
+                        "certificate names [{}] do not match the TLS domain {}",
+                        names.join(", "),
+                        self.expected_names.join(" / ")
+                    ),
+                );
+            }
+        }
+        v
+    }
+}
+
+/// Maps webpki's first chain error to a reason (both bare and *Context forms).
+fn chain_error(e: &rustls::Error) -> (Reason, String) {
+    let reason = match e {
+        rustls::Error::InvalidCertificate(ce) => match ce {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => Reason::CertExpired,
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => Reason::CertNotYetValid,
+            _ => Reason::CertUntrusted,
+        },
+        _ => Reason::CertUntrusted,
+    };
+    let detail = match e {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the chain does not lead to a trusted root CA (self-signed or private CA)".to_string()
+        }
+        other => format!("chain validation failed: {other}"),
+    };
+    (reason, detail)
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = self.evaluate(end_entity, intermediates, now);
+        let reject = self.settings.validates_certificate() && !verdict.problems.is_empty();
+        if let Ok(mut slot) = self.verdict.lock() {
+            *slot = Some(verdict);
+        }
+        if reject {
+            // Exchange Online aborts the handshake; the recorded verdict says why.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        } else {
+            Ok(ServerCertVerified::assertion())
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// Trust anchors: Mozilla's public CA list (close to what Exchange Online trusts) plus optional
+/// extra CA files for labs.
+pub fn root_store(extra_ca_pems: &[(String, Vec<u8>)]) -> Result<RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for (name, pem) in extra_ca_pems {
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("{name}: not a PEM certificate file: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{name}: unusable CA certificate: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(format!("{name}: no certificate found"));
+        }
+    }
+    Ok(roots)
+}
+
+/// A client config for one attempt (its own verifier, so the verdict is per attempt).
+pub fn client_config(
+    provider: Arc<CryptoProvider>,
+    verifier: Arc<RecordingVerifier>,
+    time: Arc<dyn rustls::time_provider::TimeProvider>,
+) -> Result<rustls::ClientConfig, String> {
+    let mut cfg = rustls::ClientConfig::builder_with_details(provider, time)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    // A resumed session shows no certificate, and each probe must see the chain.
+    cfg.resumption = rustls::client::Resumption::disabled();
+    cfg.enable_sni = true;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_matches;
+
+    #[test]
+    fn tls_domain_matching() {
+        assert!(name_matches("mail.contoso.com", "mail.contoso.com"));
+        assert!(name_matches("MAIL.contoso.com.", "mail.CONTOSO.com"));
+        assert!(name_matches("mail.contoso.com", "*.contoso.com"));
+        assert!(!name_matches("a.mail.contoso.com", "*.contoso.com"));
+        assert!(!name_matches("contoso.com", "*.contoso.com"));
+        // Exchange's *.contoso.com: any subdomain, any depth
+        assert!(name_matches("*.contoso.com", "mail.contoso.com"));
+        assert!(name_matches("*.contoso.com", "a.b.contoso.com"));
+        assert!(name_matches("*.contoso.com", "*.contoso.com"));
+        assert!(name_matches("*.contoso.com", "*.eu.contoso.com"));
+        assert!(!name_matches("*.contoso.com", "contoso.com"));
+        assert!(!name_matches("*.contoso.com", "mail.fabrikam.com"));
+        assert!(!name_matches("*.contoso.com", "evilcontoso.com"));
+        assert!(!name_matches("mail.contoso.com", "other.example"));
+    }
+}
