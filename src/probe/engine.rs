@@ -148,6 +148,7 @@ enum Plan {
     DnsFailed {
         target: String,
         host: String,
+        pref: Option<u16>,
         error: ProbeError,
         dns_secs: f64,
     },
@@ -301,6 +302,7 @@ impl Prober {
                 return vec![Plan::DnsFailed {
                     target: target.to_string(),
                     host: name.to_string(),
+                    pref: None,
                     error: ProbeError::Dns {
                         name: name.to_string(),
                         qtype: "MX",
@@ -330,6 +332,7 @@ impl Prober {
                 Err(failure) => plans.push(Plan::DnsFailed {
                     target: target.to_string(),
                     host: host.clone(),
+                    pref,
                     error: ProbeError::Dns {
                         name: host.clone(),
                         qtype: "A/AAAA",
@@ -347,10 +350,11 @@ impl Prober {
             Plan::DnsFailed {
                 target,
                 host,
+                pref,
                 error,
                 dns_secs,
             } => {
-                let mut a = Attempt::new(target, host, None, None, spec.port);
+                let mut a = Attempt::new(target, host, pref, None, spec.port);
                 a.durations.insert(Phase::Dns, dns_secs);
                 a.fail(&error);
                 a

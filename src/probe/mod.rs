@@ -156,6 +156,7 @@ impl ProbeError {
 }
 
 /// Escapes control and non-ASCII characters and truncates, so server text is safe to log and show.
+/// Idempotent (backslashes are left alone), so text escaped at the parser can pass through again.
 pub fn escape(input: &str, max_chars: usize) -> String {
     let mut out = String::new();
     for (count, c) in input.chars().enumerate() {
@@ -164,7 +165,6 @@ pub fn escape(input: &str, max_chars: usize) -> String {
             break;
         }
         match c {
-            '\\' => out.push_str("\\\\"),
             c if c.is_ascii_graphic() || c == ' ' => out.push(c),
             '\r' => out.push_str("\\r"),
             '\n' => out.push_str("\\n"),
@@ -185,7 +185,6 @@ pub fn escape_bytes(input: &[u8], max_chars: usize) -> String {
             break;
         }
         match *b {
-            b'\\' => out.push_str("\\\\"),
             b if b.is_ascii_graphic() || b == b' ' => out.push(b as char),
             b'\r' => out.push_str("\\r"),
             b'\n' => out.push_str("\\n"),
@@ -206,5 +205,7 @@ mod tests {
         assert_eq!(escape("abcdef", 3), "abc…");
         assert_eq!(escape_bytes(b"a\xff\x00", 10), "a\\xff\\x00");
         assert_eq!(escape("é", 10), "\\xe9");
+        let once = escape("a\x07b", 50);
+        assert_eq!(escape(&once, 50), once, "escaping twice changes nothing");
     }
 }

@@ -1,1 +1,8 @@
-mod x {}
+//! Integration tests: one binary, one file per area. Everything talks to real loopback servers.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod connect;
+mod dns;
+mod smtp;
