@@ -139,6 +139,10 @@ pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError>
     }
     if let Some(t) = args.tls_settings {
         spec.tls_settings = t;
+        // A connector's tls_domain means nothing once the flag picks a setting without a name check.
+        if t != TlsSettings::DomainValidation {
+            spec.tls_domain = None;
+        }
     }
     if let Some(d) = &args.tls_domain {
         let d = d.trim().trim_end_matches('.').to_ascii_lowercase();

@@ -33,6 +33,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         rows.push((s, r));
     }
     if args.json {
+        if mismatches > 0 {
+            anyhow::bail!("{mismatches} scenario(s) were not diagnosed as expected");
+        }
         return Ok(());
     }
     let mut o = String::new();

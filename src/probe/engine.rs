@@ -460,7 +460,7 @@ impl Prober {
         }
         let (tcp, _) = s.into_parts();
 
-        let expected = self.expected_names(spec, &a.host);
+        let expected = self.expected_names(spec, &a.target, &a.host);
         let verifier = Arc::new(RecordingVerifier::new(
             self.roots.clone(),
             &self.provider,
@@ -572,12 +572,13 @@ impl Prober {
 
     /// Names the certificate must match under DomainValidation: the TLS domain, else the
     /// recipient domains, else the host name we connected to.
-    fn expected_names(&self, spec: &ProbeSpec, host: &str) -> Vec<String> {
+    fn expected_names(&self, spec: &ProbeSpec, target: &str, host: &str) -> Vec<String> {
         if let Some(d) = &spec.tls_domain {
             return vec![d.clone()];
         }
         let mut names: Vec<String> = match &spec.routing {
-            Routing::Mx(domains) => domains.clone(),
+            // Each MX route is judged against its own recipient domain.
+            Routing::Mx(_) => vec![target.to_string()],
             Routing::SmartHosts(_) => spec.recipient_domains.clone(),
         };
         names.retain(|d| d != "*");

@@ -38,7 +38,8 @@ impl CertSummary {
             .filter_map(|s| s.strip_prefix("DNS:"))
             .map(|s| s.to_ascii_lowercase())
             .collect();
-        if !sans.is_empty() {
+        // RFC 6125: the CN counts only when the certificate has no subjectAltName at all.
+        if !self.subject_alt_names.is_empty() {
             return sans;
         }
         self.subject

@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
+mod cli;
 mod common;
 mod connect;
 mod dns;
 mod smtp;
+mod tls;
