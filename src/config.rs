@@ -532,7 +532,7 @@ fn build_connector(
     let c = &sc.value;
     let f = |name: &str| format!("connectors[{i}].{name}");
     let name = c.name.value.trim().to_string();
-    if name.is_empty() || name.len() > 128 || name.chars().any(|ch| ch.is_control()) {
+    if name.is_empty() || name.chars().count() > 128 || name.chars().any(|ch| ch.is_control()) {
         return ctx.err(&c.name.referenced, f("name"), "must be 1-128 printable characters");
     }
     let tls_settings = c.tls_settings.as_ref().map(|t| t.value).unwrap_or_default();
@@ -596,7 +596,8 @@ fn build_connector(
                 domains.push(d.clone());
             }
         }
-        if domains.is_empty() {
+        // A disabled connector is listed, never probed: it may wait for sample domains.
+        if domains.is_empty() && c.enabled.unwrap_or(true) {
             let loc = c
                 .recipient_domains
                 .as_ref()

@@ -755,7 +755,7 @@ const DEMO_CODES: [&str; 7] = [
 
 #[tokio::test]
 async fn demo_table_lists_every_code() {
-    let r = run(&["demo", "--timeout", "1s"], DEMO_DEADLINE).await;
+    let r = run(&["demo", "--once", "--timeout", "1s"], DEMO_DEADLINE).await;
     r.assert_exit(0);
     let out = r.stdout();
     assert!(!r.stdout.contains(&0x1b), "{}", r.dump());
@@ -768,7 +768,7 @@ async fn demo_table_lists_every_code() {
 
 #[tokio::test]
 async fn demo_json_is_one_object_per_line() {
-    let r = run(&["demo", "--json", "--timeout", "1s"], DEMO_DEADLINE).await;
+    let r = run(&["demo", "--once", "--json", "--timeout", "1s"], DEMO_DEADLINE).await;
     r.assert_exit(0);
     let out = r.stdout();
     let lines: Vec<&str> = out.lines().collect();

@@ -6,5 +6,6 @@ mod cli;
 mod common;
 mod connect;
 mod dns;
+mod import;
 mod smtp;
 mod tls;

@@ -1,0 +1,415 @@
+//! Metrics, rendered at scrape time from a snapshot of the agent's state. A collector (rather
+//! than live families) makes a removed connector's series vanish on reload with no bookkeeping;
+//! typed label sets keep every label to a bounded vocabulary (never raw error text).
+//!
+//! Output is OpenMetrics when the scraper asks for it, else Prometheus text 0.0.4 (which
+//! `promtool check metrics` and older scrapers read).
+
+use crate::agent::{ConnectorState, ReloadStatus};
+use crate::clock::unix_secs;
+use crate::code::{Code, Reason};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+impl EncodeLabelValue for Code {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+impl EncodeLabelValue for Reason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectorLabels {
+    connector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabels {
+    connector: String,
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    connector: String,
+    host: String,
+    code: Code,
+    reason: Reason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    connector: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    connector: String,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertLabels {
+    connector: String,
+    host: String,
+    position: &'static str,
+    subject: String,
+    issuer: String,
+    serial: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TlsLabels {
+    connector: String,
+    host: String,
+    version: String,
+    cipher: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    connector: String,
+    connector_type: &'static str,
+    routing: &'static str,
+    tls_settings: &'static str,
+    tls_domain: String,
+    enabled: &'static str,
+    test_mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// What one scrape shows: owned, so encoding holds no lock.
+#[derive(Debug)]
+pub struct Scrape {
+    pub now: SystemTime,
+    pub connectors: Vec<ConnectorState>,
+    /// None for a `/probe` response, which carries only the probed connector's series.
+    pub process: Option<ReloadStatus>,
+}
+
+/// Reads one per-connector gauge value from the state at `now`.
+type GaugeFn = fn(&ConnectorState, SystemTime) -> Option<f64>;
+
+fn b(v: bool) -> &'static str {
+    if v { "true" } else { "false" }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now = self.now;
+        let cs = &self.connectors;
+
+        let mut m = enc.encode_descriptor(
+            "mailflow_probes",
+            "Probes of each target host (one per host per connector probe).",
+            None,
+            MetricType::Counter,
+        )?;
+        for c in cs {
+            for (host, h) in &c.hosts {
+                ConstCounter::new(h.probes).encode(m.encode_family(&HostLabels {
+                    connector: c.connector.name.clone(),
+                    host: host.clone(),
+                })?)?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "mailflow_probe_failures",
+            "Failed probes of a host, by the code Exchange Online would report and the observed reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for c in cs {
+            for (host, h) in &c.hosts {
+                for ((code, reason), n) in &h.failures {
+                    let l = FailureLabels {
+                        connector: c.connector.name.clone(),
+                        host: host.clone(),
+                        code: *code,
+                        reason: *reason,
+                    };
+                    ConstCounter::new(*n).encode(m.encode_family(&l)?)?;
+                }
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "mailflow_probe_success",
+            "1 if the host accepted the last probe.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in cs {
+            for (host, h) in &c.hosts {
+                if let Some(ok) = h.last_success {
+                    ConstGauge::new(ok as i64).encode(m.encode_family(&HostLabels {
+                        connector: c.connector.name.clone(),
+                        host: host.clone(),
+                    })?)?;
+                }
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "mailflow_connector_up",
+            "1 if every route of the connector had a host accept at the last probe.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in cs {
+            if let Some(d) = c.delivered() {
+                ConstGauge::new(d as i64).encode(m.encode_family(&ConnectorLabels {
+                    connector: c.connector.name.clone(),
+                })?)?;
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "mailflow_connector_status",
+            "State set: 1 for the code Exchange Online would report now (ok when delivered), 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in cs {
+            if let Some(current) = c.status() {
+                let current = current.map(|c| c.as_str()).unwrap_or("ok");
+                for code in std::iter::once("ok").chain(Code::ALL.iter().map(|c| c.as_str())) {
+                    ConstGauge::new((code == current) as i64).encode(m.encode_family(&StatusLabels {
+                        connector: c.connector.name.clone(),
+                        code,
+                    })?)?;
+                }
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "mailflow_probe_duration_seconds",
+            "Time spent in each phase of a delivery attempt (total: the whole connector probe).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for c in cs {
+            for (phase, h) in &c.durations {
+                let l = PhaseLabels {
+                    connector: c.connector.name.clone(),
+                    phase,
+                };
+                m.encode_family(&l)?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(h.sum, h.count, &h.buckets(), None)?;
+            }
+        }
+        for (name, help, pick) in [
+            (
+                "mailflow_tls_certificate_not_after_timestamp_seconds",
+                "Expiry of each certificate the host presented, also when it failed validation.",
+                true,
+            ),
+            (
+                "mailflow_tls_certificate_not_before_timestamp_seconds",
+                "Start of validity of each certificate the host presented.",
+                false,
+            ),
+        ] {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for c in cs {
+                for (host, h) in &c.hosts {
+                    for cert in &h.certs {
+                        let l = CertLabels {
+                            connector: c.connector.name.clone(),
+                            host: host.clone(),
+                            position: cert.position,
+                            subject: cert.subject.clone(),
+                            issuer: cert.issuer.clone(),
+                            serial: cert.serial.clone(),
+                        };
+                        let v = if pick {
+                            cert.not_after_unix
+                        } else {
+                            cert.not_before_unix
+                        };
+                        ConstGauge::new(v).encode(m.encode_family(&l)?)?;
+                    }
+                }
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "mailflow_tls_info",
+            "TLS version and cipher last negotiated with the host (value 1).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in cs {
+            for (host, h) in &c.hosts {
+                if let Some((version, cipher)) = &h.tls {
+                    let l = TlsLabels {
+                        connector: c.connector.name.clone(),
+                        host: host.clone(),
+                        version: version.clone(),
+                        cipher: cipher.clone(),
+                    };
+                    ConstGauge::new(1).encode(m.encode_family(&l)?)?;
+                }
+            }
+        }
+        let per_connector: [(&str, &str, GaugeFn); 5] = [
+            (
+                "mailflow_connector_failing_since_timestamp_seconds",
+                "Start of the current failure streak (first failed probe after a success); 0 when healthy.",
+                |c, _| c.last.as_ref().map(|_| c.failing_since.map(unix_secs).unwrap_or(0.0)),
+            ),
+            (
+                "mailflow_connector_queue_oldest_age_seconds",
+                "Age of the oldest message Exchange Online would now hold for this connector; 0 when healthy.",
+                |c, now| Some(c.queue_age(now).as_secs_f64()),
+            ),
+            (
+                "mailflow_connector_queue_time_left_seconds",
+                "Time before the oldest held message expires and its sender gets an NDR.",
+                |c, now| Some(c.time_left(now).as_secs_f64()),
+            ),
+            (
+                "mailflow_connector_queue_expiry_seconds",
+                "Configured message expiration (Exchange Online default 24 h, allowed 12-24 h).",
+                |c, _| Some(c.expiration.as_secs_f64()),
+            ),
+            (
+                "mailflow_connector_last_probe_timestamp_seconds",
+                "When the connector was last probed.",
+                |c, _| c.last_at.map(unix_secs),
+            ),
+        ];
+        for (name, help, f) in per_connector {
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for c in cs.iter().filter(|c| c.connector.enabled) {
+                if let Some(v) = f(c, now) {
+                    ConstGauge::new(v).encode(m.encode_family(&ConnectorLabels {
+                        connector: c.connector.name.clone(),
+                    })?)?;
+                }
+            }
+        }
+        let mut m = enc.encode_descriptor(
+            "mailflow_connector_info",
+            "Connector settings (value 1).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for c in cs {
+            let k = &c.connector;
+            let l = InfoLabels {
+                connector: k.name.clone(),
+                connector_type: k.connector_type.as_str(),
+                routing: k.routing.label(),
+                tls_settings: k.tls_settings.as_str(),
+                tls_domain: k.tls_domain.clone().unwrap_or_default(),
+                enabled: b(k.enabled),
+                test_mode: b(k.test_mode),
+            };
+            ConstGauge::new(1).encode(m.encode_family(&l)?)?;
+        }
+        if let Some(p) = &self.process {
+            let mut m = enc.encode_descriptor(
+                "mailflow_config_last_reload_successful",
+                "1 if the last configuration reload succeeded.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(p.ok as i64).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
+            let mut m = enc.encode_descriptor(
+                "mailflow_config_last_reload_success_timestamp_seconds",
+                "When the configuration was last loaded successfully.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(p.success_at.map(unix_secs).unwrap_or(0.0)).encode(m.encode_family(&Vec::<(
+                String,
+                String,
+            )>::new(
+            ))?)?;
+            let mut m = enc.encode_descriptor(
+                "mailflow_build_info",
+                "Build information (value 1).",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(1).encode(m.encode_family(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })?)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn encode_openmetrics(scrape: Scrape) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        return "# EOF\n".into();
+    }
+    out
+}
+
+/// OpenMetrics → Prometheus text 0.0.4: counters are named with `_total` in HELP/TYPE, and the
+/// `# UNIT`/`# EOF` lines go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut pending_help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            pending_help = Some((name, help));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, typ) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let out_name = if typ == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            if let Some((hn, help)) = pending_help.take()
+                && hn == name
+            {
+                let _ = writeln!(out, "# HELP {out_name} {help}");
+            }
+            let _ = writeln!(out, "# TYPE {out_name} {typ}");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_counters_and_drops_openmetrics_lines() {
+        let om = "# HELP x_probes Probes.\n# TYPE x_probes counter\nx_probes_total{a=\"b\"} 3\n# HELP g G.\n# TYPE g gauge\n# UNIT g seconds\ng 1\n# EOF\n";
+        let p = to_prometheus_text(om);
+        assert_eq!(
+            p,
+            "# HELP x_probes_total Probes.\n# TYPE x_probes_total counter\nx_probes_total{a=\"b\"} 3\n# HELP g G.\n# TYPE g gauge\ng 1\n"
+        );
+    }
+}

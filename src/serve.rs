@@ -1,0 +1,125 @@
+//! `mailflow-exporter serve`: the long-running exporter Prometheus scrapes.
+
+use crate::agent::{Agent, AgentOptions};
+use crate::clock::SystemClock;
+use crate::http::{self, HttpOptions};
+use crate::store::Store;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default port: outside 9100-9999 (fully allocated to other exporters) and away from the
+/// mail-filter ports 10024/10025.
+pub const DEFAULT_LISTEN: &str = ":10325";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Configuration file (YAML, see README).
+    #[arg(long = "config.file", value_name = "FILE")]
+    pub config_file: PathBuf,
+    /// Address to listen on for HTTP (`:PORT` = all interfaces).
+    #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    #[arg(long = "log.format", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// error, warn, info, debug or trace.
+    #[arg(long = "log.level", default_value = "info")]
+    pub log_level: String,
+    /// Directory for the queue clock state (survives restarts).
+    #[arg(long = "storage.path", default_value = "data")]
+    pub storage_path: PathBuf,
+    /// Allow `/probe?target=HOST` for arbitrary hosts. Off by default: an open prober is a port scanner.
+    #[arg(long = "web.enable-adhoc-probes")]
+    pub enable_adhoc_probes: bool,
+}
+
+/// Failure to start: the message names the file/line/field; the caller exits with 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// Runs until SIGTERM/SIGINT (or `agent.shutdown`). SIGHUP reloads the config.
+pub async fn run(
+    args: &ServeArgs,
+    demo_note: Option<String>,
+    max_initial_spread: Option<Duration>,
+) -> Result<(), StartError> {
+    let store = Store::open(&args.storage_path).map_err(StartError)?;
+    let agent = Agent::new(AgentOptions {
+        config_path: args.config_file.clone(),
+        storage: Some(store),
+        clock: Arc::new(SystemClock),
+        max_initial_spread,
+    })
+    .map_err(StartError)?;
+    let listener = http::bind(&args.listen).await.map_err(StartError)?;
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let cfg = agent.config();
+    tracing::info!(
+        address = %local,
+        config = %cfg.source.display(),
+        connectors = cfg.connectors.len(),
+        enabled = cfg.connectors.iter().filter(|c| c.enabled).count(),
+        "mailflow-exporter listening"
+    );
+    agent.start();
+    spawn_signal_handlers(agent.clone());
+    http::serve(
+        listener,
+        agent.clone(),
+        HttpOptions {
+            enable_adhoc_probes: args.enable_adhoc_probes,
+            demo_note,
+        },
+    )
+    .await;
+    agent.stop();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_signal_handlers(agent: Arc<Agent>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let a = agent.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = a.reload();
+        }
+    });
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = agent.shutdown.cancelled() => return,
+        }
+        tracing::info!("shutting down");
+        agent.stop();
+    });
+}
+
+/// Logging to stderr; server text in fields is escaped by the probe before it gets here.
+pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("--log.level {level:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let r = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+    r.map_err(|e| e.to_string())
+}
