@@ -249,6 +249,7 @@ pub struct Agent {
     store: Option<Store>,
     pub clock: Arc<dyn Clock>,
     tasks: Mutex<HashMap<String, (String, tokio::task::AbortHandle)>>,
+    persist_lock: Mutex<()>,
     max_initial_spread: Option<Duration>,
     pub shutdown: CancellationToken,
 }
@@ -309,6 +310,7 @@ impl Agent {
             store: opts.storage,
             clock: opts.clock,
             tasks: Mutex::new(HashMap::new()),
+            persist_lock: Mutex::new(()),
             max_initial_spread: opts.max_initial_spread,
             shutdown: CancellationToken::new(),
         }))
@@ -431,6 +433,9 @@ impl Agent {
 
     fn persist(&self) {
         let Some(store) = &self.store else { return };
+        // One writer at a time, and the snapshot taken under the same lock, so an older
+        // snapshot can never overwrite a newer one.
+        let _writer = lock(&self.persist_lock);
         let streaks: Streaks = lock(&self.states)
             .iter()
             .filter_map(|(k, s)| {
@@ -465,6 +470,11 @@ impl Agent {
             states.retain(|name, _| cfg.connector(name).is_some());
             for c in &cfg.connectors {
                 match states.get_mut(&c.name) {
+                    Some(st) if !c.enabled => {
+                        // A disabled connector keeps no probe results: nothing stale to alert on,
+                        // and re-enabling it starts a fresh queue clock.
+                        *st = ConnectorState::new(c.clone(), cfg.defaults.message_expiration);
+                    }
                     Some(st) => {
                         if st.connector.routing != c.routing || st.connector.port != c.port {
                             // Different targets: old per-host series would be stale.

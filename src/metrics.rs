@@ -115,7 +115,10 @@ fn b(v: bool) -> &'static str {
 impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now = self.now;
-        let cs = &self.connectors;
+        let all = &self.connectors;
+        // A disabled connector is listed (info) but has no probe series to alert on.
+        let enabled: Vec<&ConnectorState> = all.iter().filter(|c| c.connector.enabled).collect();
+        let cs = enabled.as_slice();
 
         let mut m = enc.encode_descriptor(
             "mailflow_probes",
@@ -294,7 +297,7 @@ impl Collector for Scrape {
         ];
         for (name, help, f) in per_connector {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for c in cs.iter().filter(|c| c.connector.enabled) {
+            for c in cs {
                 if let Some(v) = f(c, now) {
                     ConstGauge::new(v).encode(m.encode_family(&ConnectorLabels {
                         connector: c.connector.name.clone(),
@@ -308,7 +311,7 @@ impl Collector for Scrape {
             None,
             MetricType::Gauge,
         )?;
-        for c in cs {
+        for c in all {
             let k = &c.connector;
             let l = InfoLabels {
                 connector: k.name.clone(),

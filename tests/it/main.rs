@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
+mod agent;
+mod browser;
 mod cli;
 mod common;
 mod connect;
