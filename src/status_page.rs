@@ -300,7 +300,7 @@ thead th{border-bottom:2px solid var(--line);font-size:.85em;color:var(--muted);
 tbody.connector{border-bottom:1px solid var(--line)}
 tbody.connector>tr>th{font-weight:600;min-width:10em}
 tr.detail>td{padding-top:0}
-td,th{overflow-wrap:anywhere}
+td,th{overflow-wrap:break-word}
 .badge{display:inline-block;padding:.1em .55em;border-radius:1em;font-weight:700;font-size:.8em;
 white-space:nowrap;color:var(--bg);background:var(--off)}
 .s-ok .badge{background:var(--ok)}.s-failing .badge{background:var(--bad)}.s-pending .badge{background:var(--pend)}
