@@ -879,3 +879,28 @@ async fn hostile_non_smtp_banner_is_escaped() {
     assert_eq!(v["reason"], "protocol_error", "{v:#}");
     assert_eq!(v["phase"], "banner", "{v:#}");
 }
+
+/// The shipped example config and the Kubernetes one load as they are.
+#[test]
+fn shipped_example_configs_load() {
+    use mailflow_exporter::config::Config;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ex = Config::load(&root.join("deploy/mailflow.example.yaml")).expect("example config");
+    assert_eq!(ex.connectors.len(), 3);
+    assert!(!ex.connectors[2].enabled);
+    let k8s = std::fs::read_to_string(root.join("deploy/kubernetes/mailflow-exporter.yaml")).unwrap();
+    let block = k8s
+        .split("mailflow.yaml: |\n")
+        .nth(1)
+        .unwrap()
+        .split("\n---")
+        .next()
+        .unwrap();
+    let text: String = block
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = Config::parse(std::path::Path::new("configmap"), &text).expect("configmap config");
+    assert_eq!(cfg.connectors[0].name, "Outbound to Contoso");
+}
