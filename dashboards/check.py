@@ -1,0 +1,490 @@
+#!/usr/bin/env python3
+"""Checks the Grafana dashboards in this folder (Python 3 standard library only).
+
+    python3 dashboards/check.py                      structure checks (exit 1 on any problem)
+    python3 dashboards/check.py --list-exprs         print every PromQL expression, one JSON object a line
+    python3 dashboards/check.py --prometheus URL     also run every expression against a Prometheus that
+                                                     scrapes a running agent: each must evaluate without
+                                                     error and return data
+
+Structure checks: every dashboard parses, has its stable uid (unique), schemaVersion 39, the tags,
+the `datasource`, `instance` and `connector` variables, links to the other dashboards; no datasource
+other than `${datasource}` anywhere (no hard-coded uid); every panel has a description and a unit
+(text and row panels excepted), every target a PromQL `expr` that only uses defined variables; and
+the code titles and fix texts shown in the dashboards are exactly the ones in src/code.rs.
+
+With --prometheus the Grafana variables are replaced as Grafana would for "All": `$instance` -> `.+`,
+`$connector` -> a regex of the connector names Prometheus knows (from mailflow_connector_info),
+`$__rate_interval` -> 1m, `$__range` -> 5m, `$__interval` -> 15s (override with --set NAME=VALUE).
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import signal
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CODE_RS = os.path.join(HERE, "..", "src", "code.rs")
+
+EXPECTED_UIDS = {
+    "mailflow-overview.json": "mailflow-overview",
+    "mailflow-connector.json": "mailflow-connector",
+    "mailflow-certificates.json": "mailflow-certificates",
+}
+TAGS = {"mailflow", "exchange-online"}
+DS = {"type": "prometheus", "uid": "${datasource}"}
+NO_UNIT_PANELS = {"text", "row"}
+BUILTIN_VARS = {"__rate_interval", "__range", "__interval", "__range_s", "__interval_ms", "__range_ms"}
+LAB_VALUES = {"instance": ".+", "__rate_interval": "1m", "__range": "5m", "__interval": "15s"}
+VAR_RE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)")
+
+
+# ---------------------------------------------------------------------------------------------
+# src/code.rs: the one source of the titles and fix texts
+# ---------------------------------------------------------------------------------------------
+
+
+def _rust_str(lit):
+    """The value of the body of a Rust string literal (continuations, simple escapes)."""
+    lit = re.sub(r"\\\n\s*", "", lit)
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), lit)
+
+
+def _fn_body(src, name):
+    m = re.search(r"pub fn " + name + r"\(self\)[^{]*\{", src)
+    if not m:
+        raise ValueError(f"src/code.rs: fn {name} not found")
+    depth, i = 1, m.end()
+    while depth:
+        c = src[i]
+        if c == '"':
+            i += 1
+            while src[i] != '"':
+                i += 2 if src[i] == "\\" else 1
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        i += 1
+    return src[m.end() : i - 1]
+
+
+def _arms(body, enum):
+    lit = r'"((?:[^"\\]|\\.)*)"'
+    return {
+        v: _rust_str(s)
+        for v, s in re.findall(enum + r"::(\w+)\s*=>\s*\{?\s*" + lit, body, re.S)
+    }
+
+
+def load_codes(path=CODE_RS):
+    """[(code, title, causes, fix)] in src/code.rs order, or None when the file is not there."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    codes = _arms(_fn_body(src, "as_str"), "Code")
+    titles = _arms(_fn_body(src, "title"), "Code")
+    fixes = _arms(_fn_body(src, "fix"), "Code")
+    causes = {}
+    body = _fn_body(src, "causes")
+    for v, items in re.findall(r"Code::(\w+)\s*=>\s*&\[(.*?)\]", body, re.S):
+        causes[v] = [_rust_str(s) for s in re.findall(r'"((?:[^"\\]|\\.)*)"', items, re.S)]
+    out = []
+    for v, code in codes.items():
+        if v not in titles or v not in fixes:
+            raise ValueError(f"src/code.rs: no title or fix for Code::{v}")
+        out.append((code, titles[v], causes.get(v, []), fixes[v]))
+    return out
+
+
+def load_reasons(path=CODE_RS):
+    """{reason: description} from Reason::as_str / Reason::describe, or None."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    impl = src[src.index("impl Reason") :]
+    names = dict(re.findall(r'(\w+) => "([a-z0-9_]+)"', _fn_body(impl, "as_str")))
+    descs = {
+        v: _rust_str(s) for v, s in re.findall(r'(\w+) => "((?:[^"\\]|\\.)*)"', _fn_body(impl, "describe"), re.S)
+    }
+    return {names[v]: descs[v] for v in names if v in descs}
+
+
+# The state timeline and stat panels show the current code as a number, one series per connector:
+# ok -> 0, other -> 40000, any other code -> its digits (4.4.312 -> 44312, 4.7.320 -> 47320).
+def code_number(code):
+    if code == "ok":
+        return 0
+    if code == "other":
+        return 40000
+    return int(code.replace(".", ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# walking a dashboard
+# ---------------------------------------------------------------------------------------------
+
+
+def all_panels(dash):
+    for p in dash.get("panels", []):
+        yield p
+        for q in p.get("panels", []) or []:
+            yield q
+
+
+def targets(dash):
+    """(panel title, target) for every target of every panel."""
+    for p in all_panels(dash):
+        for t in p.get("targets", []) or []:
+            yield p.get("title", ""), t
+
+
+def variables(dash):
+    return {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
+
+
+def label_values_selector(query):
+    """label_values(SELECTOR, label) -> (SELECTOR, label)."""
+    q = query.get("query", "") if isinstance(query, dict) else query
+    m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\s*\)\s*", q or "", re.S)
+    return (m.group(1), m.group(2)) if m else (None, None)
+
+
+def _cells(g):
+    return [(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])]
+
+
+def walk(obj, path="$"):
+    yield path, obj
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from walk(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from walk(v, f"{path}[{i}]")
+
+
+# ---------------------------------------------------------------------------------------------
+# structure checks
+# ---------------------------------------------------------------------------------------------
+
+
+def check_dashboard(name, dash, uids, codes, reasons):
+    errs = []
+    err = errs.append
+    uid = dash.get("uid")
+    if name in EXPECTED_UIDS and uid != EXPECTED_UIDS[name]:
+        err(f"uid is {uid!r}, expected {EXPECTED_UIDS[name]!r}")
+    if dash.get("id") is not None:
+        err("id must be null (importable as is)")
+    if dash.get("schemaVersion") != 39:
+        err(f"schemaVersion is {dash.get('schemaVersion')!r}, expected 39")
+    if not dash.get("title"):
+        err("no title")
+    if not TAGS <= set(dash.get("tags", [])):
+        err(f"tags {dash.get('tags')} lack {sorted(TAGS - set(dash.get('tags', [])))}")
+    if "__inputs" in dash:
+        err("__inputs present: the datasource variable makes the import need no input")
+
+    # variables
+    vs = variables(dash)
+    ds = vs.get("datasource")
+    if not ds or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+        err("no template variable `datasource` of type datasource with query prometheus")
+    inst = vs.get("instance")
+    if not inst or label_values_selector(inst.get("query")) != ("mailflow_build_info", "instance"):
+        err("variable `instance` must be label_values(mailflow_build_info, instance)")
+    elif not inst.get("includeAll"):
+        err("variable `instance` must include All")
+    con = vs.get("connector")
+    if not con or label_values_selector(con.get("query")) != (
+        'mailflow_connector_info{instance=~"$instance"}',
+        "connector",
+    ):
+        err('variable `connector` must be label_values(mailflow_connector_info{instance=~"$instance"}, connector)')
+    elif not (con.get("multi") and con.get("includeAll")):
+        err("variable `connector` must be multi-value and include All")
+    for vname in ("instance", "connector"):
+        v = vs.get(vname)
+        if v and v.get("datasource") != DS:
+            err(f"variable `{vname}` must use datasource {DS}")
+
+    # no datasource other than ${datasource}
+    for path, node in walk(dash):
+        if not isinstance(node, dict) or "datasource" not in node:
+            continue
+        d = node["datasource"]
+        if path.startswith("$.templating") and node.get("type") == "datasource":
+            continue
+        if isinstance(d, dict):
+            if d != DS:
+                err(f"{path}.datasource is {d}, expected {DS}")
+        elif d is not None:
+            err(f"{path}.datasource is {d!r}, expected {DS}")
+    for path, node in walk(dash):
+        if isinstance(node, dict) and "uid" in node and node is not dash:
+            if node.get("uid") != "${datasource}":
+                err(f"{path} has uid {node.get('uid')!r}: only ${{datasource}} is allowed")
+
+    # links to the other dashboards
+    link_urls = [link.get("url", "") for link in dash.get("links", [])]
+    for other in EXPECTED_UIDS.values():
+        if other != uid and not any(f"/d/{other}" in u for u in link_urls):
+            err(f"no dashboard link to {other}")
+    for path, node in walk(dash):
+        if isinstance(node, str):
+            for target in re.findall(r"/d/([\w-]+)", node):
+                if target not in uids:
+                    err(f"{path} links to unknown dashboard uid {target!r}")
+
+    # panels
+    ids = set()
+    cells = {}
+    for p in all_panels(dash):
+        title = p.get("title") or f"panel id {p.get('id')}"
+        where = f"panel {title!r}"
+        pid = p.get("id")
+        if pid in ids or pid is None:
+            err(f"{where}: id {pid!r} missing or duplicated")
+        ids.add(pid)
+        g = p.get("gridPos") or {}
+        if not all(isinstance(g.get(k), int) for k in "hwxy") or g["x"] + g["w"] > 24:
+            err(f"{where}: bad gridPos {g}")
+        else:
+            hit = {cells[c] for c in _cells(g) if c in cells}
+            if hit:
+                err(f"{where} overlaps {sorted(hit)}")
+            cells.update((c, title) for c in _cells(g))
+        if p.get("type") == "row":
+            continue
+        if not p.get("title"):
+            err(f"{where}: no title")
+        if not (p.get("description") or "").strip():
+            err(f"{where}: no description")
+        if p.get("type") in NO_UNIT_PANELS:
+            if p.get("targets"):
+                err(f"{where}: a {p['type']} panel has targets")
+            continue
+        if p.get("datasource") != DS:
+            err(f"{where}: datasource must be {DS}")
+        unit = ((p.get("fieldConfig") or {}).get("defaults") or {}).get("unit")
+        if not unit:
+            err(f"{where}: no unit in fieldConfig.defaults")
+        if p.get("type") == "heatmap" and not ((p.get("options") or {}).get("yAxis") or {}).get("unit"):
+            err(f"{where}: heatmap without options.yAxis.unit")
+        ts = p.get("targets") or []
+        if not ts:
+            err(f"{where}: no targets")
+        refs = [t.get("refId") for t in ts]
+        if len(set(refs)) != len(refs) or None in refs:
+            err(f"{where}: refIds missing or duplicated: {refs}")
+        for t in ts:
+            expr = (t.get("expr") or "").strip()
+            if not expr:
+                err(f"{where} target {t.get('refId')}: no expr")
+                continue
+            if t.get("datasource") != DS:
+                err(f"{where} target {t.get('refId')}: datasource must be {DS}")
+            if expr.count("(") != expr.count(")") or expr.count("{") != expr.count("}"):
+                err(f"{where} target {t.get('refId')}: unbalanced brackets")
+            for m in VAR_RE.finditer(expr):
+                v = m.group(1) or m.group(2) or m.group(3)
+                if v.isdigit():
+                    continue  # label_replace's $1
+                if v not in vs and v not in BUILTIN_VARS:
+                    err(f"{where} target {t.get('refId')}: unknown variable ${v}")
+                if v == "datasource":
+                    err(f"{where} target {t.get('refId')}: $datasource in PromQL")
+
+    # texts from src/code.rs: every value mapping keyed by a code (or its number) names the code's
+    # title, a mapping on a `fix` column gives the fix text, one on `reason` the reason's text, and
+    # the text panel about fixes carries every code's title, causes and fix.
+    if codes:
+        by_key = {}
+        for code, title, _, fix in codes:
+            by_key[code] = by_key[str(code_number(code))] = (code, title, fix)
+        for p in all_panels(dash):
+            for field, mappings in _mapping_groups(p):
+                for mp in mappings:
+                    for key, opt in (mp.get("options") or {}).items() if mp.get("type") == "value" else []:
+                        text = opt.get("text", "")
+                        if field == "reason":
+                            if reasons is not None and reasons.get(key) not in text:
+                                err(f"panel {p.get('title')!r}: text for reason {key!r} differs from src/code.rs")
+                            continue
+                        if key not in by_key:
+                            continue
+                        code, title, fix = by_key[key]
+                        if field == "fix":
+                            if text != fix:
+                                err(f"panel {p.get('title')!r}: fix text for {code} differs from src/code.rs")
+                        elif title not in text:
+                            err(f"panel {p.get('title')!r}: mapping {key} -> {text!r} lacks the title {title!r}")
+        fix_panels = [p for p in all_panels(dash) if p.get("type") == "text" and "fix" in p.get("title", "").lower()]
+        for p in fix_panels:
+            content = (p.get("options") or {}).get("content", "")
+            for code, title, causes, fix in codes:
+                for piece in [code, title, fix, *causes]:
+                    if piece not in content:
+                        err(f"text panel {p.get('title')!r} lacks {piece!r} ({code}) from src/code.rs")
+    return errs
+
+
+def _mapping_groups(panel):
+    """(field name or None for the defaults, value mappings) of a panel."""
+    fc = panel.get("fieldConfig") or {}
+    yield None, (fc.get("defaults") or {}).get("mappings") or []
+    for o in fc.get("overrides") or []:
+        for prop in o.get("properties") or []:
+            if prop.get("id") == "mappings":
+                yield (o.get("matcher") or {}).get("options"), prop.get("value") or []
+
+
+def load_dashboards(folder=HERE):
+    out = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            try:
+                out.append((os.path.basename(path), json.load(f), None))
+            except json.JSONDecodeError as e:
+                out.append((os.path.basename(path), None, f"does not parse: {e}"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus
+# ---------------------------------------------------------------------------------------------
+
+
+def prom_query(base, expr, timeout=15):
+    url = base.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            body = json.load(r)
+    except urllib.error.HTTPError as e:
+        try:
+            body = json.load(e)
+        except Exception:  # noqa: BLE001 - report whatever came back
+            return None, f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return None, f"request failed: {e}"
+    if body.get("status") != "success":
+        return None, f"{body.get('errorType')}: {body.get('error')}"
+    return body["data"], None
+
+
+def promql_regex_escape(s):
+    """Like Grafana's regex escaping for multi-value variables, inside a PromQL string."""
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\\\1", s)
+
+
+def substitute(expr, values):
+    def repl(m):
+        v = m.group(1) or m.group(2) or m.group(3)
+        return values.get(v, m.group(0))
+
+    return VAR_RE.sub(repl, expr)
+
+
+def result_size(data):
+    if data["resultType"] in ("vector", "matrix"):
+        return len(data["result"])
+    return 1  # scalar / string
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list-exprs", action="store_true", help="print every PromQL expression as JSON lines")
+    ap.add_argument("--prometheus", metavar="URL", help="evaluate every expression against this Prometheus")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a substitution")
+    ap.add_argument("--dir", default=HERE, help="folder with the dashboards (default: this one)")
+    args = ap.parse_args()
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `--list-exprs | head` ends quietly
+
+    dashboards = load_dashboards(args.dir)
+    codes = load_codes()
+    reasons = load_reasons()
+    failed = False
+    if not dashboards:
+        print("FAIL: no dashboard JSON found", file=sys.stderr)
+        return 1
+    uids = {}
+    for name, dash, perr in dashboards:
+        if dash is not None:
+            uids.setdefault(dash.get("uid"), []).append(name)
+    for uid, names in uids.items():
+        if len(names) > 1:
+            print(f"FAIL: uid {uid!r} used by {names}", file=sys.stderr)
+            failed = True
+    for name in EXPECTED_UIDS:
+        if name not in [n for n, _, _ in dashboards]:
+            print(f"FAIL: {name} missing", file=sys.stderr)
+            failed = True
+    for name, dash, perr in dashboards:
+        errs = [perr] if perr else check_dashboard(name, dash, set(uids), codes, reasons)
+        for e in errs:
+            print(f"FAIL: {name}: {e}", file=sys.stderr)
+        failed |= bool(errs)
+
+    exprs = []
+    for name, dash, _ in dashboards:
+        if dash is None:
+            continue
+        for vname, v in variables(dash).items():
+            sel, _label = label_values_selector(v.get("query"))
+            if sel:
+                exprs.append({"dashboard": dash.get("uid"), "panel": f"variable ${vname}", "refId": None, "expr": sel})
+        for title, t in targets(dash):
+            exprs.append({"dashboard": dash.get("uid"), "panel": title, "refId": t.get("refId"), "expr": t.get("expr", "")})
+
+    if args.list_exprs:
+        for e in exprs:
+            print(json.dumps(e, ensure_ascii=False))
+
+    if args.prometheus:
+        values = dict(LAB_VALUES)
+        data, perr = prom_query(args.prometheus, "group by (connector) (mailflow_connector_info)")
+        names = sorted(s["metric"].get("connector", "") for s in (data or {}).get("result", []))
+        if perr or not names:
+            print(f"FAIL: no connectors in {args.prometheus} ({perr or 'mailflow_connector_info is empty'})")
+            return 1
+        values["connector"] = "(" + "|".join(promql_regex_escape(n) for n in names) + ")"
+        for kv in args.set:
+            k, _, v = kv.partition("=")
+            values[k.lstrip("$")] = v
+        print(f"substitutions: {json.dumps(values, ensure_ascii=False)}")
+        bad = 0
+        for e in exprs:
+            q = substitute(e["expr"], values)
+            data, qerr = prom_query(args.prometheus, q)
+            label = f"{e['dashboard']} / {e['panel']}" + (f" / {e['refId']}" if e["refId"] else "")
+            if qerr:
+                print(f"FAIL  {label}: {qerr}\n      {q}")
+                bad += 1
+            elif result_size(data) == 0:
+                print(f"FAIL  {label}: empty result\n      {q}")
+                bad += 1
+            else:
+                print(f"ok    {label}: {result_size(data)} series")
+        print(f"{len(exprs) - bad} passed, {bad} failed")
+        failed |= bad > 0
+    elif not args.list_exprs:
+        n = sum(1 for _, d, _ in dashboards if d is not None)
+        print(f"{n} dashboards, {len(exprs)} expressions: " + ("FAILED" if failed else "structure ok"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
