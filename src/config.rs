@@ -39,12 +39,7 @@ impl TlsSettings {
     /// Accepts our kebab-case names and Exchange's spellings (`EncryptionOnly`, `$null`, integers
     /// as Windows PowerShell 5.1 prints them are handled by the importer).
     pub fn parse(s: &str) -> Option<TlsSettings> {
-        let norm: String = s
-            .chars()
-            .filter(|c| !matches!(c, '-' | '_' | ' '))
-            .collect::<String>()
-            .to_ascii_lowercase();
-        match norm.as_str() {
+        match normalize_enum(s).as_str() {
             "" | "none" | "null" | "$null" | "opportunistic" => Some(TlsSettings::None),
             "encryptiononly" => Some(TlsSettings::EncryptionOnly),
             "certificatevalidation" => Some(TlsSettings::CertificateValidation),
@@ -99,21 +94,31 @@ impl ConnectorType {
     }
 }
 
+impl ConnectorType {
+    /// Accepts `on-premises`/`OnPremises`/`on_premises` and `partner` in any case.
+    pub fn parse(s: &str) -> Option<ConnectorType> {
+        match normalize_enum(s).as_str() {
+            "onpremises" => Some(ConnectorType::OnPremises),
+            "partner" => Some(ConnectorType::Partner),
+            _ => None,
+        }
+    }
+}
+
+/// Lower-cases and drops `-`, `_` and spaces, so Exchange's and our spellings compare equal.
+pub fn normalize_enum(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, '-' | '_' | ' '))
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
 impl<'de> Deserialize<'de> for ConnectorType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let norm: String = s
-            .chars()
-            .filter(|c| !matches!(c, '-' | '_' | ' '))
-            .collect::<String>()
-            .to_ascii_lowercase();
-        match norm.as_str() {
-            "onpremises" => Ok(ConnectorType::OnPremises),
-            "partner" => Ok(ConnectorType::Partner),
-            _ => Err(serde::de::Error::custom(format!(
-                "unknown connector_type {s:?}; expected on-premises or partner"
-            ))),
-        }
+        ConnectorType::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown connector_type {s:?}; expected on-premises or partner"))
+        })
     }
 }
 

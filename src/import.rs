@@ -294,18 +294,9 @@ fn connector_type_from_json(v: Option<&Value>) -> Result<Option<ConnectorType>, 
         Some(EnumValue::Number(n)) => Err(format!(
             "unknown TenantConnectorType number {n} (known: 1 OnPremises, 2 Partner)"
         )),
-        Some(EnumValue::Name(s)) => {
-            let norm: String = s
-                .chars()
-                .filter(|c| !matches!(c, '-' | '_' | ' '))
-                .collect::<String>()
-                .to_ascii_lowercase();
-            match norm.as_str() {
-                "onpremises" => Ok(Some(ConnectorType::OnPremises)),
-                "partner" => Ok(Some(ConnectorType::Partner)),
-                _ => Err(format!("unknown value {s:?} (known: OnPremises, Partner)")),
-            }
-        }
+        Some(EnumValue::Name(s)) => ConnectorType::parse(&s)
+            .map(Some)
+            .ok_or_else(|| format!("unknown value {s:?} (known: OnPremises, Partner)")),
     }
 }
 

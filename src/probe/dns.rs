@@ -141,40 +141,8 @@ impl Dns {
     /// IPv4 then IPv6 addresses. An error on one family is ignored when the other has addresses.
     pub async fn addresses(&self, name: &str, timeout: Duration) -> Result<Vec<IpAddr>, DnsFailure> {
         let fqdn = fqdn(name);
-        let v4 = async {
-            match tokio::time::timeout(timeout, self.resolver.ipv4_lookup(fqdn.as_str())).await {
-                Err(_) => Err(DnsFailure::Timeout),
-                Ok(Ok(l)) => Ok(l
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::A(a) => Some(IpAddr::V4(a.0)),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()),
-                Ok(Err(e)) => match classify(&e) {
-                    Classified::NoData => Ok(vec![]),
-                    Classified::Failure(f) => Err(f),
-                },
-            }
-        };
-        let v6 = async {
-            match tokio::time::timeout(timeout, self.resolver.ipv6_lookup(fqdn.as_str())).await {
-                Err(_) => Err(DnsFailure::Timeout),
-                Ok(Ok(l)) => Ok(l
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()),
-                Ok(Err(e)) => match classify(&e) {
-                    Classified::NoData => Ok(vec![]),
-                    Classified::Failure(f) => Err(f),
-                },
-            }
-        };
+        let v4 = collect_addresses(self.resolver.ipv4_lookup(fqdn.as_str()), timeout);
+        let v6 = collect_addresses(self.resolver.ipv6_lookup(fqdn.as_str()), timeout);
         let (v4, v6) = tokio::join!(v4, v6);
         match (v4, v6) {
             (Err(DnsFailure::NxDomain), _) | (_, Err(DnsFailure::NxDomain)) => Err(DnsFailure::NxDomain),
@@ -195,6 +163,29 @@ impl Dns {
             }
             (Err(e), Err(_)) => Err(e),
         }
+    }
+}
+
+/// Runs one address lookup with a hard deadline; NODATA is an empty list, not an error.
+async fn collect_addresses(
+    lookup: impl std::future::Future<Output = Result<hickory_resolver::lookup::Lookup, NetError>>,
+    timeout: Duration,
+) -> Result<Vec<IpAddr>, DnsFailure> {
+    match tokio::time::timeout(timeout, lookup).await {
+        Err(_) => Err(DnsFailure::Timeout),
+        Ok(Ok(l)) => Ok(l
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect()),
+        Ok(Err(e)) => match classify(&e) {
+            Classified::NoData => Ok(vec![]),
+            Classified::Failure(f) => Err(f),
+        },
     }
 }
 

@@ -10,7 +10,6 @@
 
 use mailflow_exporter::code::Code;
 use std::fs::File;
-use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -283,63 +282,21 @@ async fn chromium(scratch: &Scratch, profile: &str, extra: &[String], url: &str)
 }
 
 fn chromium_blocking(args: Vec<String>) -> ChromiumRun {
-    let mut child = Command::new(CHROMIUM)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {CHROMIUM}: {e}"));
-    // Drain both pipes on their own threads so Chromium cannot block on a full pipe.
-    let mut out = child.stdout.take().expect("stdout pipe");
-    let mut err = child.stderr.take().expect("stderr pipe");
-    let out_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait().expect("try_wait") {
-            Some(status) => break status,
-            None if started.elapsed() > CHROMIUM_DEADLINE => {
-                let _ = child.kill();
-                let _ = child.wait();
-                // Helper processes may still hold the pipes; do not wait for them forever.
-                let stderr = join_for(err_reader, Duration::from_secs(5));
-                panic!(
-                    "{CHROMIUM} still running after {CHROMIUM_DEADLINE:?}; killed\nargs: {args:?}\n--- stderr ---\n{}",
-                    String::from_utf8_lossy(&stderr)
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let mut cmd = Command::new(CHROMIUM);
+    cmd.args(&args);
+    let out = crate::common::run_with_deadline(cmd, CHROMIUM_DEADLINE);
     let run = ChromiumRun {
-        stdout: join_for(out_reader, Duration::from_secs(10)),
-        stderr: String::from_utf8_lossy(&join_for(err_reader, Duration::from_secs(10))).into_owned(),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         args,
     };
-    assert!(status.success(), "{CHROMIUM} exited with {status}\n{}", run.dump());
+    assert!(
+        out.status.success(),
+        "{CHROMIUM} exited with {}\n{}",
+        out.status,
+        run.dump()
+    );
     run
-}
-
-/// The bytes a pipe reader collected, or what is there after `limit` (empty) if it is stuck.
-fn join_for(h: std::thread::JoinHandle<Vec<u8>>, limit: Duration) -> Vec<u8> {
-    let started = Instant::now();
-    while !h.is_finished() && started.elapsed() < limit {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if h.is_finished() {
-        h.join().unwrap_or_default()
-    } else {
-        Vec::new()
-    }
 }
 
 // ------------------------------------------------------------------------------------------

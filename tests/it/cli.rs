@@ -8,12 +8,11 @@ use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
 use mailflow_exporter::lab::pki::LabPki;
 use mailflow_exporter::lab::smtp::{Behavior, FaultServer, SmtpOptions, closed_port};
 use serde_json::Value;
-use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailflow-exporter");
 
@@ -84,51 +83,14 @@ async fn run(args: &[&str], deadline: Duration) -> Run {
 }
 
 fn run_blocking(args: Vec<String>, deadline: Duration) -> Run {
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .env("MAILFLOW_LOG", "warn")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-    // Drain both pipes on their own threads so a chatty child cannot block on a full pipe.
-    let mut out = child.stdout.take().expect("stdout pipe");
-    let mut err = child.stderr.take().expect("stderr pipe");
-    let out_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait().expect("try_wait") {
-            Some(status) => break status,
-            None if started.elapsed() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let stdout = out_reader.join().unwrap_or_default();
-                let stderr = err_reader.join().unwrap_or_default();
-                panic!(
-                    "{BIN} {args:?} still running after {deadline:?}; killed\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                    String::from_utf8_lossy(&stdout),
-                    String::from_utf8_lossy(&stderr)
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let mut cmd = Command::new(BIN);
+    cmd.args(&args).env("MAILFLOW_LOG", "warn").env_remove("RUST_LOG");
+    let out = crate::common::run_with_deadline(cmd, deadline);
     Run {
         args,
-        code: status.code(),
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: String::from_utf8_lossy(&err_reader.join().expect("stderr reader")).into_owned(),
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

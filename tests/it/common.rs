@@ -88,3 +88,71 @@ pub fn assert_delivered(r: &ProbeReport) {
     assert_eq!(r.code, None, "{dump}");
     assert!(r.attempts.iter().any(|a| a.delivered), "{dump}");
 }
+
+/// What a child process left behind.
+pub struct ChildOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs `cmd` to completion with piped output, killing it (and panicking with its stderr) when it
+/// outlives `deadline`. Pipes are drained on their own threads so a chatty child never blocks,
+/// and a reader held open by a grandchild is abandoned after a bounded wait.
+pub fn run_with_deadline(mut cmd: std::process::Command, deadline: Duration) -> ChildOutput {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::Instant;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout pipe")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr pipe")));
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait().expect("try_wait") {
+            Some(status) => break status,
+            None if started.elapsed() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stdout = join_for(out, Duration::from_secs(5));
+                let stderr = join_for(err, Duration::from_secs(5));
+                panic!(
+                    "{what} still running after {deadline:?}; killed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    String::from_utf8_lossy(&stdout),
+                    String::from_utf8_lossy(&stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    ChildOutput {
+        status,
+        stdout: join_for(out, Duration::from_secs(10)),
+        stderr: join_for(err, Duration::from_secs(10)),
+    }
+}
+
+/// The bytes a pipe reader collected, or nothing if it is still stuck after `limit`.
+fn join_for(h: std::thread::JoinHandle<Vec<u8>>, limit: Duration) -> Vec<u8> {
+    let started = std::time::Instant::now();
+    while !h.is_finished() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if h.is_finished() {
+        h.join().unwrap_or_default()
+    } else {
+        Vec::new()
+    }
+}
