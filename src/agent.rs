@@ -245,6 +245,8 @@ pub struct Agent {
     states: Mutex<BTreeMap<String, ConnectorState>>,
     probe_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     semaphore: Arc<Semaphore>,
+    /// Permits the semaphore is meant to hold (max_concurrent_probes of the running config).
+    permits: Mutex<usize>,
     reload: Mutex<ReloadStatus>,
     store: Option<Store>,
     pub clock: Arc<dyn Clock>,
@@ -297,6 +299,7 @@ impl Agent {
         Ok(Arc::new(Agent {
             config_path: opts.config_path,
             semaphore: Arc::new(Semaphore::new(cfg.max_concurrent_probes)),
+            permits: Mutex::new(cfg.max_concurrent_probes),
             running: RwLock::new(Arc::new(Running {
                 config: Arc::new(cfg),
                 prober: Arc::new(prober),
@@ -492,6 +495,7 @@ impl Agent {
                 }
             }
         }
+        self.resize_permits(cfg.max_concurrent_probes);
         if let Ok(mut r) = self.running.write() {
             *r = Arc::new(Running {
                 config: Arc::new(cfg),
@@ -506,6 +510,23 @@ impl Agent {
         self.start();
         tracing::info!(file = %self.config_path.display(), "config reloaded");
         Ok(())
+    }
+
+    /// Applies a new max_concurrent_probes: grows at once, shrinks as running probes finish.
+    fn resize_permits(&self, wanted: usize) {
+        let mut current = lock(&self.permits);
+        if wanted > *current {
+            self.semaphore.add_permits(wanted - *current);
+        } else if wanted < *current {
+            let n = u32::try_from(*current - wanted).unwrap_or(u32::MAX);
+            let sem = self.semaphore.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = sem.acquire_many_owned(n).await {
+                    p.forget();
+                }
+            });
+        }
+        *current = wanted;
     }
 
     pub fn stop(&self) {
@@ -541,6 +562,42 @@ mod tests {
         for n in ["a", "b", "Outbound to Contoso", ""] {
             assert!(spread(n, i) < i);
         }
+    }
+
+    #[tokio::test]
+    async fn reload_resizes_the_probe_concurrency_limit() {
+        let dir = std::env::temp_dir().join(format!("mailflow-agent-permits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.yaml");
+        let write = |n: usize| {
+            let text = format!(
+                "max_concurrent_probes: {n}\nconnectors:\n  - name: a\n    enabled: false\n    recipient_domains: [a.test]\n"
+            );
+            std::fs::write(&path, text).expect("write");
+        };
+        write(4);
+        let agent = Agent::new(AgentOptions {
+            config_path: path.clone(),
+            storage: None,
+            clock: Arc::new(crate::clock::SystemClock),
+            max_initial_spread: None,
+        })
+        .expect("agent");
+        assert_eq!(agent.semaphore.available_permits(), 4);
+        write(2);
+        agent.reload().expect("reload");
+        for _ in 0..100 {
+            if agent.semaphore.available_permits() == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(agent.semaphore.available_permits(), 2);
+        write(6);
+        agent.reload().expect("reload");
+        assert_eq!(agent.semaphore.available_permits(), 6);
+        agent.stop();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
