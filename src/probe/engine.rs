@@ -424,30 +424,24 @@ impl Prober {
             });
         }
 
-        let t = Instant::now();
-        let ehlo = self.ehlo(&mut s, spec, Phase::Ehlo, tr).await;
-        a.durations.insert(Phase::Ehlo, t.elapsed().as_secs_f64());
-        let ehlo = ehlo?;
-        a.extensions = ehlo.keywords().take(32).map(|k| escape(&k, 40)).collect();
-
-        if !ehlo.has_keyword("STARTTLS") {
-            if spec.tls_settings.requires_tls() {
-                return Err(ProbeError::StarttlsNotOffered);
+        let offered = match self.plain_steps(&mut s, spec, a, tr).await {
+            Ok(offered) => offered,
+            Err(e) => {
+                // The server refused something but still talks: end politely, as an MTA would,
+                // so its logs show a clean QUIT rather than a lost connection.
+                if matches!(
+                    e,
+                    ProbeError::Rejected { .. } | ProbeError::UnexpectedReply { .. } | ProbeError::StarttlsNotOffered
+                ) {
+                    self.quit_quietly(&mut s, spec, tr).await;
+                }
+                return Err(e);
             }
+        };
+        if !offered {
             a.plaintext = true;
             self.quit(&mut s, a, tr).await;
             return Ok(());
-        }
-
-        let t = Instant::now();
-        let r = s.command(Phase::Starttls, "STARTTLS", tr).await;
-        a.durations.insert(Phase::Starttls, t.elapsed().as_secs_f64());
-        let r = r?;
-        if r.code != 220 {
-            return Err(ProbeError::Rejected {
-                phase: Phase::Starttls,
-                reply: r,
-            });
         }
         if !s.pending().is_empty() {
             let extra = super::escape_bytes(s.pending(), 80);
@@ -525,6 +519,48 @@ impl Prober {
         r?;
         self.quit(&mut s, a, tr).await;
         Ok(())
+    }
+
+    /// EHLO and, when the server offers it, STARTTLS. Ok(false): no STARTTLS and the TLS setting
+    /// allows plaintext; Ok(true): the server said 220 to STARTTLS.
+    async fn plain_steps(
+        &self,
+        s: &mut Session<tokio::net::TcpStream>,
+        spec: &ProbeSpec,
+        a: &mut Attempt,
+        tr: &mut Transcript,
+    ) -> Result<bool, ProbeError> {
+        let t = Instant::now();
+        let ehlo = self.ehlo(s, spec, Phase::Ehlo, tr).await;
+        a.durations.insert(Phase::Ehlo, t.elapsed().as_secs_f64());
+        let ehlo = ehlo?;
+        a.extensions = ehlo.keywords().take(32).map(|k| escape(&k, 40)).collect();
+        if !ehlo.has_keyword("STARTTLS") {
+            if spec.tls_settings.requires_tls() {
+                return Err(ProbeError::StarttlsNotOffered);
+            }
+            return Ok(false);
+        }
+        let t = Instant::now();
+        let r = s.command(Phase::Starttls, "STARTTLS", tr).await;
+        a.durations.insert(Phase::Starttls, t.elapsed().as_secs_f64());
+        let r = r?;
+        if r.code != 220 {
+            return Err(ProbeError::Rejected {
+                phase: Phase::Starttls,
+                reply: r,
+            });
+        }
+        Ok(true)
+    }
+
+    /// QUIT after a refusal, bounded to a short wait; never changes the verdict.
+    async fn quit_quietly<S>(&self, s: &mut Session<S>, spec: &ProbeSpec, tr: &mut Transcript)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let cap = spec.timeout.min(Duration::from_secs(2));
+        let _ = tokio::time::timeout(cap, s.command(Phase::Quit, "QUIT", tr)).await;
     }
 
     /// EHLO, with HELO as fallback when EHLO is not recognised (500/502), as MTAs do.

@@ -153,7 +153,7 @@ async fn helo_fallback_when_ehlo_unknown() {
 
 #[tokio::test]
 async fn ehlo_and_helo_rejected() {
-    let (r, _s) = probe_behavior(
+    let (r, srv) = probe_behavior(
         Behavior::EhloRejected { helo_ok: false },
         TlsSettings::None,
         Duration::from_secs(2),
@@ -161,6 +161,12 @@ async fn ehlo_and_helo_rejected() {
     .await;
     assert_fails(&r, Code::CannotConnect, Reason::EhloRejected, Phase::Ehlo);
     assert!(r.message.contains("550"), "{}", r.message);
+    // Refused, but the session still ends politely.
+    assert!(
+        srv.transcripts().join("").ends_with("QUIT\n"),
+        "{:?}",
+        srv.transcripts()
+    );
 }
 
 #[tokio::test]
@@ -186,7 +192,7 @@ async fn opportunistic_without_starttls_delivers_in_plaintext_with_warning() {
 
 #[tokio::test]
 async fn starttls_rejected() {
-    let (r, _s) = probe_behavior(
+    let (r, srv) = probe_behavior(
         Behavior::StarttlsRejected,
         TlsSettings::EncryptionOnly,
         Duration::from_secs(2),
@@ -194,6 +200,11 @@ async fn starttls_rejected() {
     .await;
     assert_fails(&r, Code::CannotConnect, Reason::StarttlsRejected, Phase::Starttls);
     assert!(r.message.contains("454"), "{}", r.message);
+    assert!(
+        srv.transcripts().join("").ends_with("STARTTLS\nQUIT\n"),
+        "{:?}",
+        srv.transcripts()
+    );
 }
 
 #[tokio::test]
