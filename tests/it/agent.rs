@@ -4,6 +4,7 @@
 //! Every wait has a deadline and polls with short sleeps; every child is killed when its guard
 //! is dropped. Probing uses `interval: 1s, timeout: 1s`, so states change within seconds.
 
+use crate::common::Scratch;
 use mailflow_exporter::agent::HISTOGRAM_PHASES;
 use mailflow_exporter::code::{Code, Reason};
 use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
@@ -52,39 +53,6 @@ fn now_unix() -> f64 {
 // ------------------------------------------------------------------------------------------
 // Scratch space and configuration files
 // ------------------------------------------------------------------------------------------
-
-/// A fresh directory under Cargo's per-target scratch space, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "agent-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, contents).expect("write scratch file");
-        p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A YAML double-quoted string.
 fn q(s: &str) -> String {

@@ -8,12 +8,12 @@
 //!
 //! Everything stays on loopback; every child process has a hard deadline and is killed on drop.
 
+use crate::common::Scratch;
 use mailflow_exporter::code::Code;
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -42,38 +42,6 @@ const AWAITED: [&str; 3] = [
 // ------------------------------------------------------------------------------------------
 // Scratch space and the demo process
 // ------------------------------------------------------------------------------------------
-
-/// A fresh directory under Cargo's per-target scratch space. Removed on drop, kept when the
-/// test panics so the DOM dump and the logs can be inspected.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "browser-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("browser test: kept {} for inspection", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 /// The running `demo`; killed (and reaped) on drop. Its output goes to a file in the scratch dir.
 struct Demo {
@@ -473,7 +441,7 @@ async fn status_page_renders_in_chromium() {
         return;
     }
     let started = Instant::now();
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("browser");
     let mut demo = Demo::start(&scratch).await;
     wait_for_metrics(&mut demo).await;
     let ready = started.elapsed();

@@ -4,14 +4,14 @@
 //! Every test runs the real binary as a child process (with a hard deadline) against loopback
 //! servers started in this process from `mailflow_exporter::lab`.
 
+use crate::common::Scratch;
 use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
 use mailflow_exporter::lab::pki::LabPki;
 use mailflow_exporter::lab::smtp::{Behavior, FaultServer, SmtpOptions, closed_port};
 use serde_json::Value;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailflow-exporter");
@@ -91,35 +91,6 @@ fn run_blocking(args: Vec<String>, deadline: Duration) -> Run {
         code: out.status.code(),
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// A fresh directory under Cargo's per-target scratch space, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "cli-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, contents).expect("write scratch file");
-        p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -219,7 +190,7 @@ async fn healthy_starttls_domain_validation_delivers() {
     let pki = LabPki::new("mail.lab.test").expect("pki");
     let server = healthy_tls_server(&pki).await;
     let dns = lab_dns().await;
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("cli");
     let ca = scratch.write("ca.pem", &pki.ca.cert_pem());
     let host = format!("mail.lab.test:{}", server.addr().port());
     let dns_addr = dns.addr().to_string();
@@ -468,7 +439,7 @@ async fn text_output_when_delivered() {
 
 #[tokio::test]
 async fn usage_errors_exit_2() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("cli");
     let good = scratch.write(
         "good.yaml",
         "connectors:\n  - name: Only\n    use_mx_record: false\n    smart_hosts: [127.0.0.1]\n",
@@ -556,7 +527,7 @@ async fn config_connectors_are_checked() {
     let server = healthy_tls_server(&pki).await;
     let dns = lab_dns().await;
     let refused = closed_port().expect("closed port");
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("cli");
     scratch.write("ca.pem", &pki.ca.cert_pem());
     // The CA path is relative: it resolves against the config file's directory.
     let cfg = scratch.write(
@@ -664,7 +635,7 @@ connectors:
 
 #[tokio::test]
 async fn config_errors_name_file_line_and_field() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("cli");
 
     let unknown = scratch.write(
         "unknown.yaml",
