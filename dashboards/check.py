@@ -25,6 +25,7 @@ import os
 import re
 import signal
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -408,6 +409,7 @@ def main():
     ap.add_argument("--list-exprs", action="store_true", help="print every PromQL expression as JSON lines")
     ap.add_argument("--prometheus", metavar="URL", help="evaluate every expression against this Prometheus")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a substitution")
+    ap.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="retry empty results until this many seconds have passed")
     ap.add_argument("--dir", default=HERE, help="folder with the dashboards (default: this one)")
     args = ap.parse_args()
     if hasattr(signal, "SIGPIPE"):
@@ -466,9 +468,17 @@ def main():
             values[k.lstrip("$")] = v
         print(f"substitutions: {json.dumps(values, ensure_ascii=False)}")
         bad = 0
+        deadline = time.monotonic() + args.wait
         for e in exprs:
             q = substitute(e["expr"], values)
             data, qerr = prom_query(args.prometheus, q)
+            # rate()/increase() need two samples in the window: a young Prometheus may not have
+            # them yet, so an empty result is retried until --wait runs out (errors are final).
+            started = time.monotonic()
+            while not qerr and result_size(data) == 0 and time.monotonic() < deadline:
+                time.sleep(2)
+                data, qerr = prom_query(args.prometheus, q)
+            waited = time.monotonic() - started
             label = f"{e['dashboard']} / {e['panel']}" + (f" / {e['refId']}" if e["refId"] else "")
             if qerr:
                 print(f"FAIL  {label}: {qerr}\n      {q}")
@@ -477,7 +487,8 @@ def main():
                 print(f"FAIL  {label}: empty result\n      {q}")
                 bad += 1
             else:
-                print(f"ok    {label}: {result_size(data)} series")
+                note = f" (after waiting {waited:.0f}s for samples)" if waited >= 1 else ""
+                print(f"ok    {label}: {result_size(data)} series{note}")
         print(f"{len(exprs) - bad} passed, {bad} failed")
         failed |= bad > 0
     elif not args.list_exprs:

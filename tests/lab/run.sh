@@ -111,7 +111,7 @@ say "waiting for alerts"
 $PY "$here/assert_lab.py" fire "$ARTIFACTS/notifications.jsonl"
 
 say "every PromQL expression of the dashboards against this Prometheus"
-$PY "$repo/dashboards/check.py" --prometheus http://127.0.0.1:19090
+$PY "$repo/dashboards/check.py" --prometheus http://127.0.0.1:19090 --wait 120
 
 say "status page screenshot (headless Chromium)"
 if command -v chromium >/dev/null; then
