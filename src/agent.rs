@@ -242,7 +242,8 @@ pub struct AgentOptions {
 pub struct Agent {
     config_path: PathBuf,
     running: RwLock<Arc<Running>>,
-    states: Mutex<BTreeMap<String, ConnectorState>>,
+    /// Shared with scrapes: a scrape takes the Arcs, a probe copies on write (Arc::make_mut).
+    states: Mutex<BTreeMap<String, Arc<ConnectorState>>>,
     probe_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     semaphore: Arc<Semaphore>,
     /// Permits the semaphore is meant to hold (max_concurrent_probes of the running config).
@@ -293,7 +294,7 @@ impl Agent {
             if let Some((t, _)) = streaks.get(&c.name) {
                 st.failing_since = Some(*t);
             }
-            states.insert(c.name.clone(), st);
+            states.insert(c.name.clone(), Arc::new(st));
         }
         let now = opts.clock.now();
         Ok(Arc::new(Agent {
@@ -338,11 +339,11 @@ impl Agent {
     }
 
     /// A consistent copy of every connector's state (for scrapes and the status page).
-    pub fn snapshot(&self) -> Vec<ConnectorState> {
+    pub fn snapshot(&self) -> Vec<Arc<ConnectorState>> {
         lock(&self.states).values().cloned().collect()
     }
 
-    pub fn connector_state(&self, name: &str) -> Option<ConnectorState> {
+    pub fn connector_state(&self, name: &str) -> Option<Arc<ConnectorState>> {
         lock(&self.states).get(name).cloned()
     }
 
@@ -410,7 +411,7 @@ impl Agent {
         let report_arc;
         let changed = {
             let mut states = lock(&self.states);
-            let st = states.get_mut(name)?;
+            let st = Arc::make_mut(states.get_mut(name)?);
             let changed = st.record(report, at);
             report_arc = st.last.clone();
             changed
@@ -476,9 +477,10 @@ impl Agent {
                     Some(st) if !c.enabled => {
                         // A disabled connector keeps no probe results: nothing stale to alert on,
                         // and re-enabling it starts a fresh queue clock.
-                        *st = ConnectorState::new(c.clone(), cfg.defaults.message_expiration);
+                        *st = Arc::new(ConnectorState::new(c.clone(), cfg.defaults.message_expiration));
                     }
                     Some(st) => {
+                        let st = Arc::make_mut(st);
                         if st.connector.routing != c.routing || st.connector.port != c.port {
                             // Different targets: old per-host series would be stale.
                             st.hosts.clear();
@@ -489,7 +491,7 @@ impl Agent {
                     None => {
                         states.insert(
                             c.name.clone(),
-                            ConnectorState::new(c.clone(), cfg.defaults.message_expiration),
+                            Arc::new(ConnectorState::new(c.clone(), cfg.defaults.message_expiration)),
                         );
                     }
                 }

@@ -250,7 +250,7 @@ async fn adhoc(
     metrics_response(
         Scrape {
             now,
-            connectors: vec![st],
+            connectors: vec![Arc::new(st)],
             process: None,
         },
         openmetrics,

@@ -100,7 +100,7 @@ struct BuildLabels {
 #[derive(Debug)]
 pub struct Scrape {
     pub now: SystemTime,
-    pub connectors: Vec<ConnectorState>,
+    pub connectors: Vec<std::sync::Arc<ConnectorState>>,
     /// None for a `/probe` response, which carries only the probed connector's series.
     pub process: Option<ReloadStatus>,
 }
@@ -117,7 +117,7 @@ impl Collector for Scrape {
         let now = self.now;
         let all = &self.connectors;
         // A disabled connector is listed (info) but has no probe series to alert on.
-        let enabled: Vec<&ConnectorState> = all.iter().filter(|c| c.connector.enabled).collect();
+        let enabled: Vec<&ConnectorState> = all.iter().map(|c| c.as_ref()).filter(|c| c.connector.enabled).collect();
         let cs = enabled.as_slice();
 
         let mut m = enc.encode_descriptor(
