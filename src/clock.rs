@@ -1,6 +1,5 @@
 //! Wall-clock time behind a trait, so tests can control what "now" is for the queue clock.
 
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub trait Clock: Send + Sync + 'static {
@@ -13,27 +12,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
-    }
-}
-
-/// A clock that only moves when told to (tests).
-#[derive(Debug)]
-pub struct ManualClock(Mutex<SystemTime>);
-
-impl ManualClock {
-    pub fn new(start: SystemTime) -> Self {
-        ManualClock(Mutex::new(start))
-    }
-    pub fn advance(&self, d: Duration) {
-        if let Ok(mut t) = self.0.lock() {
-            *t += d;
-        }
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        self.0.lock().map(|t| *t).unwrap_or(UNIX_EPOCH)
     }
 }
 

@@ -379,7 +379,7 @@ impl Prober {
                         a.message = format!(
                             "Delivered: {} [{}] accepted the session{}",
                             a.host,
-                            fmt_addr(addr),
+                            addr,
                             match &a.tls {
                                 Some(t) => format!(" over {} ({})", t.version, t.cipher),
                                 None => " without TLS".to_string(),
@@ -664,10 +664,6 @@ fn version_name(v: rustls::ProtocolVersion) -> String {
         rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
         other => format!("{other:?}"),
     }
-}
-
-fn fmt_addr(sa: SocketAddr) -> String {
-    sa.to_string()
 }
 
 impl Attempt {

@@ -10,7 +10,7 @@ pub mod tls;
 
 pub use engine::{Attempt, ProbeReport, ProbeSpec, Prober, ProberOptions};
 
-use crate::code::{Code, Reason};
+use crate::code::Reason;
 use serde::Serialize;
 use std::fmt;
 use std::time::Duration;
@@ -122,10 +122,6 @@ impl ProbeError {
             ProbeError::Certificate { reason } => *reason,
             ProbeError::Local(_) => Reason::LocalError,
         }
-    }
-
-    pub fn code(&self) -> Code {
-        self.reason().code()
     }
 
     pub fn phase(&self) -> Phase {

@@ -40,9 +40,6 @@ impl Reply {
     pub fn class(&self) -> u16 {
         self.code / 100
     }
-    pub fn is_positive(&self) -> bool {
-        self.class() == 2
-    }
     /// Whether the server means "I am not serving you" (4xx/5xx).
     pub fn is_negative(&self) -> bool {
         matches!(self.class(), 4 | 5)
