@@ -1,10 +1,10 @@
 //! In-process fake authoritative DNS server for loopback tests.
 //!
-//! The wire format (RFC 1035) is hand-rolled instead of borrowed from hickory so that the
-//! resolver under test is checked against bytes we control, and so that faults real servers
-//! produce only occasionally (silence, SERVFAIL, REFUSED, null MX, truncation) are one line of
-//! test setup away. UDP and TCP share one port because resolvers fall back from one to the other
-//! on the same address.
+//! Messages are parsed and built with hickory-proto's `Message`: one well-tested codec instead
+//! of a second, hand-rolled one that needs its own fuzzing. What goes into the answers stays
+//! ours, so faults real servers produce only occasionally (silence, SERVFAIL, REFUSED, null MX,
+//! truncation) are one line of test setup away. UDP and TCP share one port because resolvers
+//! fall back from one to the other on the same address.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use hickory_resolver::proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX};
+use hickory_resolver::proto::rr::{self, DNSClass, Name, RData, RecordType};
+use hickory_resolver::proto::serialize::binary::BinDecodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
@@ -38,29 +42,6 @@ const BIND_ATTEMPTS: usize = 16;
 const TTL: u32 = 60;
 /// Back-off after an accept/recv error, so a persistent error cannot spin a core.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
-
-const HEADER_LEN: usize = 12;
-const MAX_LABEL_LEN: usize = 63;
-const MAX_NAME_WIRE_LEN: usize = 255;
-
-const TYPE_A: u16 = 1;
-const TYPE_CNAME: u16 = 5;
-const TYPE_MX: u16 = 15;
-const TYPE_AAAA: u16 = 28;
-const TYPE_OPT: u16 = 41;
-const CLASS_IN: u16 = 1;
-
-const FLAG_QR: u16 = 0x8000;
-const FLAG_AA: u16 = 0x0400;
-const FLAG_TC: u16 = 0x0200;
-const FLAG_RD: u16 = 0x0100;
-const FLAG_RA: u16 = 0x0080;
-const OPCODE_MASK: u16 = 0x7800;
-
-const RCODE_NOERROR: u16 = 0;
-const RCODE_SERVFAIL: u16 = 2;
-const RCODE_NXDOMAIN: u16 = 3;
-const RCODE_REFUSED: u16 = 5;
 
 /// One resource record in an answer; the owner name is always the queried name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,11 +86,11 @@ pub enum Qtype {
 }
 
 impl Qtype {
-    fn from_code(code: u16) -> Option<Self> {
-        match code {
-            TYPE_A => Some(Self::A),
-            TYPE_AAAA => Some(Self::Aaaa),
-            TYPE_MX => Some(Self::Mx),
+    fn from_record_type(rtype: RecordType) -> Option<Self> {
+        match rtype {
+            RecordType::A => Some(Self::A),
+            RecordType::AAAA => Some(Self::Aaaa),
+            RecordType::MX => Some(Self::Mx),
             _ => None,
         }
     }
@@ -161,11 +142,11 @@ impl Zone {
     }
 
     /// `name` must already be normalized (see [`normalize`]).
-    fn lookup(&self, name: &str, qtype: u16) -> &Answer {
+    fn lookup(&self, name: &str, qtype: RecordType) -> &Answer {
         let Some(entry) = self.names.get(name) else {
             return &NX_DOMAIN;
         };
-        let explicit = Qtype::from_code(qtype).and_then(|t| entry.by_type.get(&t));
+        let explicit = Qtype::from_record_type(qtype).and_then(|t| entry.by_type.get(&t));
         match explicit.or(entry.all.as_ref()) {
             Some(answer) => answer,
             None if entry.by_type.is_empty() => &NX_DOMAIN,
@@ -387,16 +368,16 @@ enum Outcome {
 
 /// Parse `packet` and build the response `zone` dictates. Pure, so the fuzz test covers it all.
 fn respond(zone: &Zone, packet: &[u8], transport: Transport) -> Outcome {
-    let Some(query) = parse_query(packet) else {
+    let Some(question) = parse_query(packet) else {
         return Outcome::Malformed;
     };
     // Everything we serve is class IN; a client asking another class gets a clear refusal.
-    let answer = if query.qclass == CLASS_IN {
-        zone.lookup(&query.name, query.qtype)
+    let answer = if question.query.query_class() == DNSClass::IN {
+        zone.lookup(&question.name, question.query.query_type())
     } else {
         &REFUSED
     };
-    match build_response(&query, answer, transport) {
+    match build_response(&question, answer, transport) {
         Some(reply) => Outcome::Reply(reply),
         None => Outcome::Silent,
     }
@@ -404,279 +385,173 @@ fn respond(zone: &Zone, packet: &[u8], transport: Transport) -> Outcome {
 
 /// The parts of a query the response needs.
 #[derive(Debug)]
-struct Query<'a> {
+struct Question {
     id: u16,
     rd: bool,
-    /// The whole question section as received, echoed verbatim so the client's case (0x20
-    /// randomization) survives.
-    question: &'a [u8],
-    /// The query name as received, used as owner of every answer record.
-    qname_wire: &'a [u8],
+    /// The question as received, echoed so the client's case (0x20 randomization) survives; its
+    /// name owns every answer record.
+    query: Query,
     /// Normalized query name (see [`normalize`]) for the zone lookup.
     name: String,
-    qtype: u16,
-    qclass: u16,
     /// UDP payload size from the client's OPT record, if it sent one.
     edns_payload: Option<u16>,
 }
 
-/// Bounds-checked reader over a packet; every accessor returns `None` past the end.
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let bytes = self.buf.get(self.pos..end)?;
-        self.pos = end;
-        Some(bytes)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1)?.first().copied()
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-}
-
-/// Read an uncompressed name and return it normalized. Compression pointers (and the reserved
-/// 0x40/0x80 label types) are rejected outright: a query never needs them, and refusing them
-/// rules out pointer loops without any loop detection.
-fn parse_name(cursor: &mut Cursor<'_>) -> Option<String> {
-    let start = cursor.pos;
-    let mut name = String::new();
-    loop {
-        let len = usize::from(cursor.u8()?);
-        if len == 0 {
-            break;
-        }
-        if len > MAX_LABEL_LEN {
-            return None;
-        }
-        let label = cursor.take(len)?;
-        if cursor.pos - start >= MAX_NAME_WIRE_LEN {
-            return None;
-        }
-        if !name.is_empty() {
-            name.push('.');
-        }
-        name.push_str(&String::from_utf8_lossy(label).to_ascii_lowercase());
-    }
-    Some(name)
-}
-
-/// Parse a standard query with exactly one question. Records in the other sections are
-/// skipped (bounds-checked); only an OPT in the additional section is noted.
-fn parse_query(packet: &[u8]) -> Option<Query<'_>> {
-    let mut c = Cursor::new(packet);
-    let id = c.u16()?;
-    let flags = c.u16()?;
-    let qdcount = c.u16()?;
-    let ancount = c.u16()?;
-    let nscount = c.u16()?;
-    let arcount = c.u16()?;
+/// Parse a standard query with exactly one question.
+fn parse_query(packet: &[u8]) -> Option<Question> {
+    // The header alone first: cheap, and hickory sizes its question buffer by the count.
+    let header = Header::from_bytes(packet).ok()?;
     // Never answer a response: two fake servers (or a spoofed source) could ping-pong forever.
-    if flags & FLAG_QR != 0 || flags & OPCODE_MASK != 0 || qdcount != 1 {
+    if header.message_type != MessageType::Query || header.op_code != OpCode::Query || header.counts.queries != 1 {
         return None;
     }
-    let question_start = c.pos;
-    let name = parse_name(&mut c)?;
-    let qname_wire = packet.get(question_start..c.pos)?;
-    let qtype = c.u16()?;
-    let qclass = c.u16()?;
-    let question = packet.get(question_start..c.pos)?;
-
-    let before_additional = u32::from(ancount) + u32::from(nscount);
-    let mut edns_payload = None;
-    for index in 0..before_additional + u32::from(arcount) {
-        parse_name(&mut c)?;
-        let rtype = c.u16()?;
-        let class = c.u16()?;
-        let _ttl = c.u32()?;
-        let rdlen = c.u16()?;
-        c.take(usize::from(rdlen))?;
-        if index >= before_additional && rtype == TYPE_OPT {
-            edns_payload = Some(class);
-        }
-    }
-    Some(Query {
-        id,
-        rd: flags & FLAG_RD != 0,
-        question,
-        qname_wire,
-        name,
-        qtype,
-        qclass,
-        edns_payload,
+    let mut message = Message::from_vec(packet).ok()?;
+    let query = message.queries.pop()?;
+    Some(Question {
+        id: header.id,
+        rd: header.recursion_desired,
+        name: zone_key(query.name()),
+        edns_payload: message.edns.as_ref().map(Edns::max_payload),
+        query,
     })
 }
 
-/// Append `name` in uncompressed wire form; `false` if it is not a valid domain name.
-fn encode_name(name: &str, out: &mut Vec<u8>) -> bool {
+/// [`normalize`] for a name off the wire, label bytes taken as they are.
+fn zone_key(name: &Name) -> String {
+    let labels: Vec<String> = name
+        .iter()
+        .map(|label| String::from_utf8_lossy(label).to_ascii_lowercase())
+        .collect();
+    labels.join(".")
+}
+
+/// A name from zone data as raw labels (no escapes, no IDNA), so what the test wrote is what goes
+/// on the wire; `None` if it is not a valid domain name.
+fn zone_name(name: &str) -> Option<Name> {
     let name = name.strip_suffix('.').unwrap_or(name);
-    let start = out.len();
-    if !name.is_empty() {
-        for label in name.split('.') {
-            let Ok(len) = u8::try_from(label.len()) else {
-                return false;
-            };
-            if len == 0 || usize::from(len) > MAX_LABEL_LEN {
-                return false;
-            }
-            out.push(len);
-            out.extend_from_slice(label.as_bytes());
-        }
+    if name.is_empty() {
+        return Some(Name::root());
     }
-    out.push(0);
-    out.len() - start <= MAX_NAME_WIRE_LEN
+    Name::from_labels(name.split('.').map(str::as_bytes)).ok()
 }
 
-fn push_u16(out: &mut Vec<u8>, value: u16) {
-    out.extend_from_slice(&value.to_be_bytes());
-}
-
-/// Append one answer record owned by the query name; `false` if the record's data is invalid.
-fn encode_record(owner: &[u8], record: &Record, out: &mut Vec<u8>) -> bool {
-    let mut rdata = Vec::new();
-    let rtype = match record {
-        Record::A(ip) => {
-            rdata.extend_from_slice(&ip.octets());
-            TYPE_A
-        }
-        Record::Aaaa(ip) => {
-            rdata.extend_from_slice(&ip.octets());
-            TYPE_AAAA
-        }
-        Record::Mx(preference, exchange) => {
-            push_u16(&mut rdata, *preference);
-            if !encode_name(exchange, &mut rdata) {
-                return false;
-            }
-            TYPE_MX
-        }
-        Record::Cname(target) => {
-            if !encode_name(target, &mut rdata) {
-                return false;
-            }
-            TYPE_CNAME
-        }
+/// One answer record owned by `owner`; `None` if the record's data is invalid.
+fn wire_record(owner: &Name, record: &Record) -> Option<rr::Record> {
+    let data = match record {
+        Record::A(ip) => RData::A(A::from(*ip)),
+        Record::Aaaa(ip) => RData::AAAA(AAAA::from(*ip)),
+        Record::Mx(preference, exchange) => RData::MX(MX::new(*preference, zone_name(exchange)?)),
+        Record::Cname(target) => RData::CNAME(CNAME(zone_name(target)?)),
     };
-    let Ok(rdlen) = u16::try_from(rdata.len()) else {
-        return false;
-    };
-    out.extend_from_slice(owner);
-    push_u16(out, rtype);
-    push_u16(out, CLASS_IN);
-    out.extend_from_slice(&TTL.to_be_bytes());
-    push_u16(out, rdlen);
-    out.extend_from_slice(&rdata);
-    true
+    Some(rr::Record::from_rdata(owner.clone(), TTL, data))
 }
 
-/// The response message for `answer`, or `None` for [`Answer::Silent`].
+/// The response message for `answer`, or `None` for [`Answer::Silent`] (and, in theory, when
+/// not even a bare SERVFAIL for the decoded question encodes).
 ///
 /// Over UDP an answer that does not fit the client's payload size (512 without EDNS) is
 /// replaced by an empty one with TC set, which sends a correct client to TCP.
-fn build_response(query: &Query<'_>, answer: &Answer, transport: Transport) -> Option<Vec<u8>> {
-    let (rcode, records): (u16, &[Record]) = match answer {
-        Answer::Records(records) => (RCODE_NOERROR, records),
-        Answer::NoData => (RCODE_NOERROR, &[]),
-        Answer::NxDomain => (RCODE_NXDOMAIN, &[]),
-        Answer::ServFail => (RCODE_SERVFAIL, &[]),
-        Answer::Refused => (RCODE_REFUSED, &[]),
+fn build_response(question: &Question, answer: &Answer, transport: Transport) -> Option<Vec<u8>> {
+    let (rcode, records): (ResponseCode, &[Record]) = match answer {
+        Answer::Records(records) => (ResponseCode::NoError, records),
+        Answer::NoData => (ResponseCode::NoError, &[]),
+        Answer::NxDomain => (ResponseCode::NXDomain, &[]),
+        Answer::ServFail => (ResponseCode::ServFail, &[]),
+        Answer::Refused => (ResponseCode::Refused, &[]),
         Answer::Silent => return None,
     };
-    let mut answers = Vec::new();
-    let count = u16::try_from(records.len()).ok();
-    let valid = count.is_some()
-        && records
-            .iter()
-            .all(|record| encode_record(query.qname_wire, record, &mut answers));
-    let Some(count) = count.filter(|_| valid) else {
-        warn!(name = %query.name, ?records, "fake DNS zone holds an unencodable answer, sending SERVFAIL");
-        return Some(message(query, RCODE_SERVFAIL, 0, &[], false));
+    let owner = question.query.name();
+    let full = records
+        .iter()
+        .map(|record| wire_record(owner, record))
+        .collect::<Option<Vec<_>>>()
+        .and_then(|answers| encode(question, rcode, answers, false));
+    let Some(full) = full else {
+        warn!(name = %question.name, ?records, "fake DNS zone holds an unencodable answer, sending SERVFAIL");
+        return encode(question, ResponseCode::ServFail, Vec::new(), false);
     };
-    let full = message(query, rcode, count, &answers, false);
-    let limit = match query.edns_payload {
-        Some(payload) => usize::from(payload).max(CLASSIC_UDP_LIMIT),
-        None => CLASSIC_UDP_LIMIT,
+    let limit = match (transport, question.edns_payload) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, Some(payload)) => usize::from(payload).max(CLASSIC_UDP_LIMIT),
+        (Transport::Udp, None) => CLASSIC_UDP_LIMIT,
     };
-    if transport == Transport::Udp && full.len() > limit {
-        return Some(message(query, rcode, 0, &[], true));
+    // hickory itself drops records (and sets TC) past 65535 bytes; treat that like any overflow.
+    let cut_by_codec = Header::from_bytes(&full).is_ok_and(|header| header.truncation);
+    if full.len() > limit || cut_by_codec {
+        return encode(question, rcode, Vec::new(), true);
     }
     Some(full)
 }
 
-/// Assemble header, echoed question, answers and (if the client used EDNS) a minimal OPT.
-fn message(query: &Query<'_>, rcode: u16, ancount: u16, answers: &[u8], truncated: bool) -> Vec<u8> {
-    let mut flags = FLAG_QR | FLAG_AA | FLAG_RA | rcode;
-    if query.rd {
-        flags |= FLAG_RD;
+/// Header, echoed question, `answers` and (if the client used EDNS) our OPT; `None` if hickory
+/// cannot encode it.
+fn encode(question: &Question, rcode: ResponseCode, answers: Vec<rr::Record>, truncated: bool) -> Option<Vec<u8>> {
+    let mut message = Message::response(question.id, OpCode::Query);
+    message.metadata.authoritative = true;
+    message.metadata.recursion_desired = question.rd;
+    message.metadata.recursion_available = true;
+    message.metadata.truncation = truncated;
+    message.metadata.response_code = rcode;
+    message.add_query(question.query.clone());
+    message.add_answers(answers);
+    if question.edns_payload.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(OUR_EDNS_PAYLOAD);
+        message.set_edns(edns);
     }
-    if truncated {
-        flags |= FLAG_TC;
+    match message.to_vec() {
+        Ok(bytes) => Some(bytes),
+        Err(err) => {
+            debug!(%err, name = %question.name, "fake DNS could not encode a response");
+            None
+        }
     }
-    let edns = query.edns_payload.is_some();
-    let mut out = Vec::with_capacity(HEADER_LEN + query.question.len() + answers.len() + 11);
-    push_u16(&mut out, query.id);
-    push_u16(&mut out, flags);
-    push_u16(&mut out, 1);
-    push_u16(&mut out, ancount);
-    push_u16(&mut out, 0);
-    push_u16(&mut out, u16::from(edns));
-    out.extend_from_slice(query.question);
-    out.extend_from_slice(answers);
-    if edns {
-        // OPT (RFC 6891): root owner, class = our UDP payload size, TTL = extended rcode 0,
-        // version 0, no DO bit; no options.
-        out.push(0);
-        push_u16(&mut out, TYPE_OPT);
-        push_u16(&mut out, OUR_EDNS_PAYLOAD);
-        out.extend_from_slice(&0u32.to_be_bytes());
-        push_u16(&mut out, 0);
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_resolver::proto::serialize::binary::{BinDecoder, BinEncodable};
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
 
+    const TYPE_A: u16 = 1;
+    const TYPE_CNAME: u16 = 5;
+    const TYPE_MX: u16 = 15;
     const TYPE_TXT: u16 = 16;
+    const TYPE_AAAA: u16 = 28;
+    const TYPE_OPT: u16 = 41;
+    const CLASS_IN: u16 = 1;
+
+    const FLAG_QR: u16 = 0x8000;
+    const FLAG_AA: u16 = 0x0400;
+    const FLAG_TC: u16 = 0x0200;
+    const FLAG_RD: u16 = 0x0100;
+    const FLAG_RA: u16 = 0x0080;
+
+    const RCODE_NOERROR: u16 = 0;
+    const RCODE_SERVFAIL: u16 = 2;
+    const RCODE_NXDOMAIN: u16 = 3;
+    const RCODE_REFUSED: u16 = 5;
+
     const REPLY_WAIT: Duration = Duration::from_secs(2);
     const SILENCE_WAIT: Duration = Duration::from_millis(300);
 
+    /// A query with RD set; `name` is taken label by label, case kept.
     fn query_packet(id: u16, name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
-        let mut p = Vec::new();
-        push_u16(&mut p, id);
-        push_u16(&mut p, FLAG_RD);
-        push_u16(&mut p, 1);
-        push_u16(&mut p, 0);
-        push_u16(&mut p, 0);
-        push_u16(&mut p, u16::from(edns.is_some()));
-        assert!(encode_name(name, &mut p), "test name {name:?} must encode");
-        push_u16(&mut p, qtype);
-        push_u16(&mut p, CLASS_IN);
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        let name = zone_name(name).unwrap_or_else(|| panic!("test name {name:?} must encode"));
+        m.add_query(Query::query(name, RecordType::from(qtype)));
+        if edns.is_some() {
+            m.set_edns(Edns::new());
+        }
+        let mut p = m.to_vec().expect("encode query");
         if let Some(payload) = edns {
-            p.push(0);
-            push_u16(&mut p, TYPE_OPT);
-            push_u16(&mut p, payload);
-            p.extend_from_slice(&0u32.to_be_bytes());
-            push_u16(&mut p, 0);
+            // hickory raises payload sizes below 512 when encoding; patch the OPT class (the
+            // last record: root, type, class, TTL, empty rdata) so any size reaches the server.
+            let class = p.len() - 8;
+            p[class..class + 2].copy_from_slice(&payload.to_be_bytes());
         }
         p
     }
@@ -710,69 +585,48 @@ mod tests {
         }
     }
 
-    /// Question name with the case as sent (the parser lower-cases, so re-read raw labels).
-    fn raw_name(wire: &[u8]) -> String {
-        let mut labels = Vec::new();
-        let mut c = Cursor::new(wire);
-        while let Some(len) = c.u8().filter(|&l| l != 0) {
-            let label = c.take(usize::from(len)).expect("label");
-            labels.push(String::from_utf8_lossy(label).into_owned());
-        }
-        labels.join(".")
-    }
-
-    fn read_rr(c: &mut Cursor<'_>) -> Rr {
-        let owner = parse_name(c).expect("owner name");
-        let rtype = c.u16().expect("type");
-        let class = c.u16().expect("class");
-        let ttl = c.u32().expect("ttl");
-        let rdlen = c.u16().expect("rdlen");
-        let rdata = c.take(usize::from(rdlen)).expect("rdata").to_vec();
+    /// Owner lower-cased like zone keys; rdata re-encoded alone, so names in it are uncompressed.
+    fn read_rr(record: &rr::Record) -> Rr {
         Rr {
-            owner,
-            rtype,
-            class,
-            ttl,
-            rdata,
+            owner: zone_key(&record.name),
+            rtype: u16::from(record.record_type()),
+            class: u16::from(record.dns_class),
+            ttl: record.ttl,
+            rdata: BinEncodable::to_bytes(&record.data).expect("rdata"),
         }
     }
 
     fn decode(bytes: &[u8]) -> Decoded {
-        let mut c = Cursor::new(bytes);
-        let id = c.u16().expect("id");
-        let flags = c.u16().expect("flags");
-        let qd = c.u16().expect("qdcount");
-        let an = c.u16().expect("ancount");
-        let ns = c.u16().expect("nscount");
-        let ar = c.u16().expect("arcount");
-        assert_eq!(qd, 1, "question must be echoed");
-        let qstart = c.pos;
-        parse_name(&mut c).expect("question name");
-        let qname = raw_name(&bytes[qstart..c.pos]);
-        let qtype = c.u16().expect("qtype");
-        assert_eq!(c.u16(), Some(CLASS_IN));
-        let answers = (0..an).map(|_| read_rr(&mut c)).collect();
-        for _ in 0..ns {
-            read_rr(&mut c);
-        }
-        let additionals = (0..ar).map(|_| read_rr(&mut c)).collect();
-        assert_eq!(c.pos, bytes.len(), "no trailing bytes");
+        let mut decoder = BinDecoder::new(bytes);
+        let message = Message::read(&mut decoder).expect("well-formed reply");
+        assert!(decoder.is_empty(), "no trailing bytes");
+        assert_eq!(message.queries.len(), 1, "question must be echoed");
+        let question = &message.queries[0];
+        assert_eq!(question.query_class(), DNSClass::IN);
+        // Question name with the case as sent.
+        let qname: Vec<String> = question
+            .name()
+            .iter()
+            .map(|label| String::from_utf8_lossy(label).into_owned())
+            .collect();
+        // hickory lifts the OPT out of the additional section; put it back to check it.
+        let opt = message.edns.as_ref().map(rr::Record::from);
         Decoded {
-            id,
-            flags,
-            qname,
-            qtype,
-            answers,
-            authority_count: ns,
-            additionals,
+            id: message.id,
+            flags: u16::from_be_bytes([bytes[2], bytes[3]]),
+            qname: qname.join("."),
+            qtype: u16::from(question.query_type()),
+            answers: message.answers.iter().map(read_rr).collect(),
+            authority_count: u16::try_from(message.authorities.len()).expect("count"),
+            additionals: message.additionals.iter().chain(opt.as_ref()).map(read_rr).collect(),
         }
     }
 
     fn rdata_name(rdata: &[u8]) -> String {
-        let mut c = Cursor::new(rdata);
-        let name = parse_name(&mut c).expect("name in rdata");
-        assert_eq!(c.pos, rdata.len());
-        name
+        let mut decoder = BinDecoder::new(rdata);
+        let name = Name::read(&mut decoder).expect("name in rdata");
+        assert!(decoder.is_empty());
+        zone_key(&name)
     }
 
     async fn udp_exchange(addr: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
@@ -1147,7 +1001,10 @@ mod tests {
         }
         let ok = packet_with_raw_name(&[4, b'h', b'o', b's', b't', 0]);
         let q = parse_query(&ok).expect("plain name parses");
-        assert_eq!((q.name.as_str(), q.qtype, q.id), ("host", TYPE_A, 0xabcd));
+        assert_eq!(
+            (q.name.as_str(), u16::from(q.query.query_type()), q.id),
+            ("host", TYPE_A, 0xabcd)
+        );
         let root_packet = packet_with_raw_name(&[0]);
         let root = parse_query(&root_packet).expect("root parses");
         assert_eq!(root.name, "");
@@ -1220,7 +1077,7 @@ mod tests {
         ) {
             let mut packet = vec![0x12, 0x34, 0x01, 0x00];
             for count in counts {
-                push_u16(&mut packet, count);
+                packet.extend_from_slice(&count.to_be_bytes());
             }
             packet[5] = 1;
             packet.extend_from_slice(&body);

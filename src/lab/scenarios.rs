@@ -4,10 +4,10 @@
 use super::dns::{Answer, FakeDns, Qtype, Record, Zone};
 use super::pki::LabPki;
 use super::smtp::{Behavior, BlackholeListener, FaultServer, SmtpOptions, closed_port};
-use crate::code::Code;
-use crate::config::{HostPort, Routing, TlsSettings};
-use crate::probe::{ProbeSpec, ProberOptions};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use crate::config::{DomainPattern, HostName, HostPort, ProbeSpec, Routing, TlsSettings};
+use crate::probe::ProberOptions;
+use crate::taxonomy::Code;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// One scenario: a connector and the code Exchange Online would report (None = delivered).
@@ -30,12 +30,23 @@ pub struct Lab {
 /// The lab's DNS zone: names under `demo.test`.
 pub const DOMAIN: &str = "demo.test";
 
+/// Why the lab could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("lab PKI: {0}")]
+    Pki(#[from] super::pki::PkiError),
+    #[error("lab server: {0}")]
+    Server(#[from] std::io::Error),
+    #[error("lab names: {0}")]
+    Name(#[from] crate::config::NameError),
+}
+
 impl Lab {
-    pub async fn start(timeout: Duration) -> Result<Lab, String> {
-        let pki = LabPki::new("mail.demo.test").map_err(|e| format!("lab PKI: {e}"))?;
-        let good_tls = pki.good.server_config().map_err(|e| e.to_string())?;
-        let expired_tls = pki.expired.server_config().map_err(|e| e.to_string())?;
-        let e = |e: std::io::Error| format!("lab server: {e}");
+    pub async fn start(timeout: Duration) -> Result<Lab, LabError> {
+        let pki = LabPki::new("mail.demo.test")?;
+        let good_tls = pki.good.server_config()?;
+        let expired_tls = pki.expired.server_config()?;
+        let e = LabError::Server;
 
         let healthy = FaultServer::start(Behavior::Smtp(SmtpOptions {
             banner: vec![
@@ -61,7 +72,6 @@ impl Lab {
         let blackhole = BlackholeListener::start().map_err(e)?;
         let refused = closed_port().map_err(e)?;
 
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let mut zone = Zone::new();
         zone.set(
             "mail.demo.test",
@@ -72,25 +82,22 @@ impl Lab {
         zone.set_all("gone.demo.test", Answer::NxDomain);
         let dns = FakeDns::start(zone).await.map_err(e)?;
 
-        let spec = |name: &str, host: HostPort, tls: TlsSettings, tls_domain: Option<&str>| ProbeSpec {
+        let domain = HostName::parse(DOMAIN)?;
+        let helo = HostName::parse("probe.demo.test")?;
+        let mail = HostName::parse("mail.demo.test")?;
+        let wildcard = DomainPattern::Subdomains(domain.clone());
+        let spec = |name: &str, host: HostPort, tls: TlsSettings, tls_domain: Option<DomainPattern>| ProbeSpec {
             connector: name.to_string(),
             routing: Routing::SmartHosts(vec![host]),
             port: 25,
-            recipient_domains: vec![DOMAIN.to_string()],
+            recipient_domains: vec![DomainPattern::Exact(domain.clone())],
             tls_settings: tls,
-            tls_domain: tls_domain.map(str::to_string),
-            helo: "probe.demo.test".into(),
+            tls_domain,
+            helo: helo.clone(),
             timeout,
         };
-        let by_name = |port: u16| HostPort {
-            host: "mail.demo.test".into(),
-            port: Some(port),
-        };
-        let by_ip = |sa: SocketAddr| HostPort {
-            host: sa.ip().to_string(),
-            port: Some(sa.port()),
-        };
-        let _ = lo;
+        let by_name = |port: u16| HostPort::name(mail.clone(), Some(port));
+        let by_ip = HostPort::from;
 
         let scenarios = vec![
             Scenario {
@@ -101,7 +108,7 @@ impl Lab {
                     "Healthy",
                     by_name(healthy.addr().port()),
                     TlsSettings::DomainValidation,
-                    Some("*.demo.test"),
+                    Some(wildcard.clone()),
                 ),
             },
             Scenario {
@@ -110,10 +117,7 @@ impl Lab {
                 expect: Some(Code::DnsQueryFailed),
                 spec: spec(
                     "DNS failure",
-                    HostPort {
-                        host: "gone.demo.test".into(),
-                        port: Some(25),
-                    },
+                    HostPort::name(HostName::parse("gone.demo.test")?, Some(25)),
                     TlsSettings::None,
                     None,
                 ),

@@ -1,7 +1,7 @@
 //! DNS as Exchange Online uses it for a connector: MX (with preferences, null MX, NODATA) and
 //! A/AAAA. No cache and no hosts file, so every probe sees what the DNS publishes now.
 
-use crate::code::Reason;
+use crate::taxonomy::Reason;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -61,6 +61,15 @@ pub enum MxAnswer {
     NoData,
 }
 
+/// Why the resolver could not be built.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolverError {
+    #[error("cannot read the system resolver configuration: {0}")]
+    SystemConfig(String),
+    #[error("cannot build the DNS resolver: {0}")]
+    Build(String),
+}
+
 #[derive(Clone)]
 pub struct Dns {
     resolver: TokioResolver,
@@ -68,10 +77,10 @@ pub struct Dns {
 
 impl Dns {
     /// `servers` empty: the system resolver configuration (/etc/resolv.conf).
-    pub fn new(servers: &[SocketAddr], per_try_timeout: Duration) -> Result<Dns, String> {
+    pub fn new(servers: &[SocketAddr], per_try_timeout: Duration) -> Result<Dns, ResolverError> {
         let config = if servers.is_empty() {
             let (cfg, _) = hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| format!("cannot read the system resolver configuration: {e}"))?;
+                .map_err(|e| ResolverError::SystemConfig(e.to_string()))?;
             ResolverConfig::from_parts(None, vec![], cfg.name_servers().to_vec())
         } else {
             let ns = servers
@@ -97,7 +106,7 @@ impl Dns {
         let resolver = hickory_resolver::Resolver::builder_with_config(config, TokioRuntimeProvider::default())
             .with_options(opts)
             .build()
-            .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
+            .map_err(|e| ResolverError::Build(e.to_string()))?;
         Ok(Dns { resolver })
     }
 

@@ -2,17 +2,16 @@
 //! smart host name, MX of each recipient domain otherwise), then run one attempt per address:
 //! connect → banner → EHLO → STARTTLS → handshake → certificate rules → EHLO → QUIT.
 
-use super::dns::{Dns, MxAnswer};
+use super::dns::{Dns, MxAnswer, ResolverError};
+use super::report::{Attempt, ProbeReport, TlsInfo};
 use super::smtp::{Limits, Reply, Session, Transcript};
-use super::tls::{CertSummary, RecordingVerifier};
+use super::tls::{RecordingVerifier, TlsSetupError};
 use super::{Phase, ProbeError, connect, escape, tls};
-use crate::code::{Code, Reason};
-use crate::config::{Connector, HostPort, Routing, TlsSettings};
+use crate::config::{Host, HostPort, ProbeSpec, Routing, TlsSettings};
+use crate::taxonomy::{Code, Reason};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
 use rustls::time_provider::TimeProvider;
-use serde::Serialize;
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,36 +21,6 @@ use tokio::time::Instant;
 const MAX_MX_HOSTS: usize = 8;
 const MAX_ADDRS_PER_HOST: usize = 4;
 const MAX_ATTEMPTS_PER_ROUTE: usize = 16;
-
-/// What to probe: one connector, already validated.
-#[derive(Debug, Clone)]
-pub struct ProbeSpec {
-    pub connector: String,
-    pub routing: Routing,
-    /// Used when a smart host has no explicit port (25 outside labs).
-    pub port: u16,
-    pub recipient_domains: Vec<String>,
-    pub tls_settings: TlsSettings,
-    pub tls_domain: Option<String>,
-    pub helo: String,
-    /// Deadline of each step (connect, each reply, the handshake, each DNS lookup).
-    pub timeout: Duration,
-}
-
-impl ProbeSpec {
-    pub fn from_connector(c: &Connector) -> ProbeSpec {
-        ProbeSpec {
-            connector: c.name.clone(),
-            routing: c.routing.clone(),
-            port: c.port,
-            recipient_domains: c.recipient_domains.clone(),
-            tls_settings: c.tls_settings,
-            tls_domain: c.tls_domain.clone(),
-            helo: c.helo.clone(),
-            timeout: c.timeout,
-        }
-    }
-}
 
 #[derive(Default)]
 pub struct ProberOptions {
@@ -64,6 +33,15 @@ pub struct ProberOptions {
     pub limits: Limits,
 }
 
+/// Why a prober could not be built (resolver or trust anchors).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProberError {
+    #[error(transparent)]
+    Resolver(#[from] ResolverError),
+    #[error(transparent)]
+    TrustAnchors(#[from] TlsSetupError),
+}
+
 pub struct Prober {
     dns: Dns,
     roots: Arc<rustls::RootCertStore>,
@@ -71,70 +49,6 @@ pub struct Prober {
     time: Arc<dyn TimeProvider>,
     limits: Limits,
     private_ca: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TlsInfo {
-    pub version: String,
-    pub cipher: String,
-}
-
-/// One attempt at one address (or a DNS failure for one name).
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    /// What the connector names: the smart host or the recipient domain.
-    pub target: String,
-    /// The server name tried (MX exchange or smart host).
-    pub host: String,
-    pub mx_preference: Option<u16>,
-    pub ip: Option<IpAddr>,
-    pub port: u16,
-    /// Our side of the connection: Exchange Online connects from Microsoft's ranges, not this.
-    pub source_address: Option<SocketAddr>,
-    pub delivered: bool,
-    pub code: Option<Code>,
-    pub reason: Option<Reason>,
-    pub phase: Option<Phase>,
-    pub message: String,
-    pub error: Option<String>,
-    pub server_reply: Option<String>,
-    /// Delivered without TLS (allowed only with tls_settings none).
-    pub plaintext: bool,
-    pub durations: BTreeMap<Phase, f64>,
-    pub tls: Option<TlsInfo>,
-    pub certificates: Vec<CertSummary>,
-    /// Certificate rules the chain breaks (reported even when the TLS setting does not enforce them).
-    pub certificate_problems: Vec<Reason>,
-    pub certificate_detail: Option<String>,
-    pub extensions: Vec<String>,
-    pub transcript: Transcript,
-}
-
-/// The verdict for a connector, shaped like Exchange Online's queue view.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProbeReport {
-    pub connector: String,
-    pub delivered: bool,
-    pub code: Option<Code>,
-    pub reason: Option<Reason>,
-    pub phase: Option<Phase>,
-    pub message: String,
-    pub tls_settings: TlsSettings,
-    pub routing: &'static str,
-    pub started_at: String,
-    pub duration_seconds: f64,
-    pub warnings: Vec<String>,
-    pub attempts: Vec<Attempt>,
-    #[serde(skip)]
-    reported: Option<usize>,
-}
-
-impl ProbeReport {
-    /// The attempt the top level reports: the last one of the first failing route, or the
-    /// first delivering one.
-    pub fn reported_attempt(&self) -> Option<&Attempt> {
-        self.reported.and_then(|i| self.attempts.get(i))
-    }
 }
 
 enum Plan {
@@ -155,7 +69,7 @@ enum Plan {
 }
 
 impl Prober {
-    pub fn new(opts: ProberOptions) -> Result<Prober, String> {
+    pub fn new(opts: ProberOptions) -> Result<Prober, ProberError> {
         let dns = Dns::new(&opts.dns_servers, Duration::from_secs(3))?;
         let roots = tls::root_store(&opts.extra_ca)?;
         Ok(Prober {
@@ -185,8 +99,8 @@ impl Prober {
             Routing::Mx(domains) => {
                 let mut routes = Vec::new();
                 for d in domains {
-                    let plans = self.resolve_name(spec, d, d, spec.port).await;
-                    routes.push((d.clone(), plans));
+                    let plans = self.resolve_name(spec, d.as_str(), d.as_str(), spec.port).await;
+                    routes.push((d.to_string(), plans));
                 }
                 routes
             }
@@ -267,7 +181,7 @@ impl Prober {
             message,
             tls_settings: spec.tls_settings,
             routing: spec.routing.label(),
-            started_at: rfc3339(started),
+            started_at: started,
             duration_seconds: t0.elapsed().as_secs_f64(),
             warnings,
             attempts,
@@ -277,16 +191,16 @@ impl Prober {
 
     async fn resolve_smart_host(&self, spec: &ProbeSpec, h: &HostPort) -> Vec<Plan> {
         let port = h.port.unwrap_or(spec.port);
-        match h.ip() {
-            Some(ip) => vec![Plan::Connect {
+        match &h.host {
+            Host::Ip(ip) => vec![Plan::Connect {
                 target: h.to_string(),
                 host: ip.to_string(),
                 pref: None,
-                addr: SocketAddr::new(ip, port),
+                addr: SocketAddr::new(*ip, port),
                 dns_secs: 0.0,
             }],
             // Exchange Online looks up MX first for a smart host name, then A/AAAA.
-            None => self.resolve_name(spec, &h.host, &h.to_string(), port).await,
+            Host::Name(name) => self.resolve_name(spec, name.as_str(), &h.to_string(), port).await,
         }
     }
 
@@ -462,7 +376,7 @@ impl Prober {
             expected,
         ));
         let cfg = tls::client_config(self.provider.clone(), verifier.clone(), self.time.clone())
-            .map_err(ProbeError::Local)?;
+            .map_err(|e| ProbeError::Local(e.to_string()))?;
         let server_name = match a.host.parse::<IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => ServerName::try_from(a.host.clone()).unwrap_or(ServerName::IpAddress(addr.ip().into())),
@@ -493,16 +407,7 @@ impl Prober {
         };
         {
             let (_, conn) = tls_stream.get_ref();
-            a.tls = Some(TlsInfo {
-                version: conn
-                    .protocol_version()
-                    .map(version_name)
-                    .unwrap_or_else(|| "unknown".into()),
-                cipher: conn
-                    .negotiated_cipher_suite()
-                    .map(|c| format!("{:?}", c.suite()))
-                    .unwrap_or_else(|| "unknown".into()),
-            });
+            a.tls = Some(TlsInfo::from_connection(conn));
             tr.push(
                 "S:",
                 &format!(
@@ -610,14 +515,18 @@ impl Prober {
     /// recipient domains, else the host name we connected to.
     fn expected_names(&self, spec: &ProbeSpec, target: &str, host: &str) -> Vec<String> {
         if let Some(d) = &spec.tls_domain {
-            return vec![d.clone()];
+            return vec![d.to_string()];
         }
         let mut names: Vec<String> = match &spec.routing {
             // Each MX route is judged against its own recipient domain.
             Routing::Mx(_) => vec![target.to_string()],
-            Routing::SmartHosts(_) => spec.recipient_domains.clone(),
+            Routing::SmartHosts(_) => spec
+                .recipient_domains
+                .iter()
+                .filter(|d| **d != crate::config::DomainPattern::Any)
+                .map(|d| d.to_string())
+                .collect(),
         };
-        names.retain(|d| d != "*");
         if names.is_empty() {
             names.push(host.to_string());
         }
@@ -656,77 +565,4 @@ fn handshake_error(e: &std::io::Error, verdict: Option<&tls::CertVerdict>, setti
             }
         }
     }
-}
-
-fn version_name(v: rustls::ProtocolVersion) -> String {
-    match v {
-        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".into(),
-        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-impl Attempt {
-    fn new(target: String, host: String, pref: Option<u16>, ip: Option<IpAddr>, port: u16) -> Attempt {
-        Attempt {
-            target,
-            host,
-            mx_preference: pref,
-            ip,
-            port,
-            source_address: None,
-            delivered: false,
-            code: None,
-            reason: None,
-            phase: None,
-            message: String::new(),
-            error: None,
-            server_reply: None,
-            plaintext: false,
-            durations: BTreeMap::new(),
-            tls: None,
-            certificates: vec![],
-            certificate_problems: vec![],
-            certificate_detail: None,
-            extensions: vec![],
-            transcript: Transcript::default(),
-        }
-    }
-
-    fn fail(&mut self, e: &ProbeError) {
-        let reason = e.reason();
-        let code = reason.code();
-        self.delivered = false;
-        self.code = Some(code);
-        self.reason = Some(reason);
-        self.phase = Some(e.phase());
-        let detail = match (e, &self.certificate_detail) {
-            (ProbeError::Certificate { .. }, Some(d)) => d.clone(),
-            _ => e.to_string(),
-        };
-        self.error = Some(escape(&detail, 300));
-        self.server_reply = e.reply().map(|r| r.first_line());
-        let msg_text = match e.reply() {
-            Some(r) => r.first_line(),
-            None => detail,
-        };
-        let ip = match self.ip {
-            Some(ip) => format!(" [LastAttemptedIP={}]", SocketAddr::new(ip, self.port)),
-            None => String::new(),
-        };
-        self.message = format!(
-            "{} {} [Message={}] [LastAttemptedServerName={}]{}",
-            code.smtp_prefix(),
-            code.title(),
-            escape(&msg_text, 200),
-            self.host,
-            ip
-        );
-    }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    let odt: time::OffsetDateTime = t.into();
-    odt.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -5,12 +5,15 @@
 pub mod connect;
 pub mod dns;
 pub mod engine;
+pub mod report;
 pub mod smtp;
 pub mod tls;
 
-pub use engine::{Attempt, ProbeReport, ProbeSpec, Prober, ProberOptions};
+pub use crate::config::ProbeSpec;
+pub use engine::{Prober, ProberError, ProberOptions};
+pub use report::{Attempt, ProbeReport, TlsInfo};
 
-use crate::code::Reason;
+use crate::taxonomy::Reason;
 use serde::Serialize;
 use std::fmt;
 use std::time::Duration;

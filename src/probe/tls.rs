@@ -2,8 +2,8 @@
 //! connector's TLS setting. The presented chain is always captured and summarised — also when
 //! it fails — because an admin needs to see *which* certificate is wrong.
 
-use crate::code::Reason;
 use crate::config::TlsSettings;
+use crate::taxonomy::Reason;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -12,11 +12,47 @@ use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use x509_parser::prelude::*;
 
+/// Where a certificate sits in the presented chain. Also a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertPosition {
+    Leaf,
+    /// Anything after the leaf.
+    Intermediate,
+}
+
+impl CertPosition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertPosition::Leaf => "leaf",
+            CertPosition::Intermediate => "intermediate",
+        }
+    }
+}
+
+impl std::fmt::Display for CertPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the trust anchors or the TLS client configuration could not be built.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{file}: not a PEM certificate file: {detail}")]
+    NotPem { file: String, detail: String },
+    #[error("{file}: unusable CA certificate: {detail}")]
+    BadCa { file: String, detail: String },
+    #[error("{file}: no certificate found")]
+    Empty { file: String },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
 /// One certificate of the presented chain, as an admin wants to read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertSummary {
-    /// `leaf` or `intermediate` (anything after the leaf).
-    pub position: &'static str,
+    pub position: CertPosition,
     pub subject: String,
     pub subject_alt_names: Vec<String>,
     pub issuer: String,
@@ -76,7 +112,7 @@ fn sig_alg_name(oid: &str) -> String {
 }
 
 /// Summarises one DER certificate; `None` if it does not parse.
-pub fn summarize(der: &[u8], position: &'static str) -> Option<CertSummary> {
+pub fn summarize(der: &[u8], position: CertPosition) -> Option<CertSummary> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let mut sans = Vec::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
@@ -102,11 +138,7 @@ pub fn summarize(der: &[u8], position: &'static str) -> Option<CertSummary> {
         }
     }
     let oid = cert.signature_algorithm.algorithm.to_id_string();
-    let fmt_time = |t: ASN1Time| {
-        t.to_datetime()
-            .format(&::time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|_| t.to_string())
-    };
+    let fmt_time = |t: ASN1Time| crate::timefmt::rfc3339_unix(t.timestamp()).unwrap_or_else(|| t.to_string());
     Some(CertSummary {
         position,
         subject: crate::probe::escape(&cert.subject().to_string(), 300),
@@ -211,7 +243,11 @@ impl RecordingVerifier {
             .take(10)
             .enumerate()
         {
-            let position = if i == 0 { "leaf" } else { "intermediate" };
+            let position = if i == 0 {
+                CertPosition::Leaf
+            } else {
+                CertPosition::Intermediate
+            };
             if let Some(s) = summarize(der.as_ref(), position) {
                 v.chain.push(s);
             }
@@ -357,7 +393,7 @@ impl ServerCertVerifier for RecordingVerifier {
 
 /// Trust anchors: Mozilla's public CA list (close to what Exchange Online trusts) plus optional
 /// extra CA files for labs.
-pub fn root_store(extra_ca_pems: &[(String, Vec<u8>)]) -> Result<RootCertStore, String> {
+pub fn root_store(extra_ca_pems: &[(String, Vec<u8>)]) -> Result<RootCertStore, TlsSetupError> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -365,14 +401,18 @@ pub fn root_store(extra_ca_pems: &[(String, Vec<u8>)]) -> Result<RootCertStore, 
     for (name, pem) in extra_ca_pems {
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("{name}: not a PEM certificate file: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("{name}: unusable CA certificate: {e}"))?;
+            let cert = cert.map_err(|e| TlsSetupError::NotPem {
+                file: name.clone(),
+                detail: e.to_string(),
+            })?;
+            roots.add(cert).map_err(|e| TlsSetupError::BadCa {
+                file: name.clone(),
+                detail: e.to_string(),
+            })?;
             n += 1;
         }
         if n == 0 {
-            return Err(format!("{name}: no certificate found"));
+            return Err(TlsSetupError::Empty { file: name.clone() });
         }
     }
     Ok(roots)
@@ -383,10 +423,10 @@ pub fn client_config(
     provider: Arc<CryptoProvider>,
     verifier: Arc<RecordingVerifier>,
     time: Arc<dyn rustls::time_provider::TimeProvider>,
-) -> Result<rustls::ClientConfig, String> {
+) -> Result<rustls::ClientConfig, TlsSetupError> {
     let mut cfg = rustls::ClientConfig::builder_with_details(provider, time)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS configuration: {e}"))?
+        .map_err(|e| TlsSetupError::Config(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();

@@ -6,10 +6,10 @@
 
 use crate::common::Scratch;
 use mailflow_exporter::agent::HISTOGRAM_PHASES;
-use mailflow_exporter::code::{Code, Reason};
 use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
 use mailflow_exporter::lab::pki::LabPki;
 use mailflow_exporter::lab::smtp::{Behavior, BlackholeListener, FaultServer, SmtpOptions, closed_port};
+use mailflow_exporter::taxonomy::{Code, Reason};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -9,7 +9,7 @@
 //! Everything stays on loopback; every child process has a hard deadline and is killed on drop.
 
 use crate::common::Scratch;
-use mailflow_exporter::code::Code;
+use mailflow_exporter::taxonomy::Code;
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -835,5 +835,5 @@ fn shipped_example_configs_load() {
         .collect::<Vec<_>>()
         .join("\n");
     let cfg = Config::parse(std::path::Path::new("configmap"), &text).expect("configmap config");
-    assert_eq!(cfg.connectors[0].name, "Outbound to Contoso");
+    assert_eq!(cfg.connectors[0].name(), "Outbound to Contoso");
 }

@@ -1,26 +1,28 @@
 //! Helpers shared by the test areas.
 #![allow(dead_code)]
 
-use mailflow_exporter::code::{Code, Reason};
-use mailflow_exporter::config::{HostPort, Routing, TlsSettings};
+use mailflow_exporter::config::{DomainPattern, HostName, HostPort, Routing, TlsSettings};
 use mailflow_exporter::probe::{Phase, ProbeReport, ProbeSpec, Prober, ProberOptions};
+use mailflow_exporter::taxonomy::{Code, Reason};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A smart host given by address (lab servers listen on ephemeral ports).
 pub fn at(sa: SocketAddr) -> HostPort {
-    HostPort {
-        host: sa.ip().to_string(),
-        port: Some(sa.port()),
-    }
+    HostPort::from(sa)
 }
 
 /// A smart host given by name with an explicit port.
 pub fn named(name: &str, port: u16) -> HostPort {
-    HostPort {
-        host: name.to_string(),
-        port: Some(port),
-    }
+    HostPort::name(host_name(name), Some(port))
+}
+
+pub fn host_name(name: &str) -> HostName {
+    HostName::parse(name).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+pub fn pattern(name: &str) -> DomainPattern {
+    DomainPattern::parse(name).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 pub fn spec(hosts: Vec<HostPort>, tls: TlsSettings) -> ProbeSpec {
@@ -31,7 +33,7 @@ pub fn spec(hosts: Vec<HostPort>, tls: TlsSettings) -> ProbeSpec {
         recipient_domains: vec![],
         tls_settings: tls,
         tls_domain: None,
-        helo: "probe.test".into(),
+        helo: host_name("probe.test"),
         timeout: Duration::from_secs(2),
     }
 }
@@ -39,12 +41,12 @@ pub fn spec(hosts: Vec<HostPort>, tls: TlsSettings) -> ProbeSpec {
 pub fn mx_spec(domains: &[&str], port: u16, tls: TlsSettings) -> ProbeSpec {
     ProbeSpec {
         connector: "test-mx".into(),
-        routing: Routing::Mx(domains.iter().map(|d| d.to_string()).collect()),
+        routing: Routing::Mx(domains.iter().map(|d| host_name(d)).collect()),
         port,
-        recipient_domains: domains.iter().map(|d| d.to_string()).collect(),
+        recipient_domains: domains.iter().map(|d| pattern(d)).collect(),
         tls_settings: tls,
         tls_domain: None,
-        helo: "probe.test".into(),
+        helo: host_name("probe.test"),
         timeout: Duration::from_secs(2),
     }
 }

@@ -2,10 +2,10 @@
 //! (4.4.318), against real loopback sockets.
 
 use crate::common::*;
-use mailflow_exporter::code::{Code, Reason};
 use mailflow_exporter::config::TlsSettings;
 use mailflow_exporter::lab::smtp::{Behavior, BlackholeListener, FaultServer, SmtpOptions, closed_port};
 use mailflow_exporter::probe::Phase;
+use mailflow_exporter::taxonomy::{Code, Reason};
 use std::time::Duration;
 
 #[tokio::test]

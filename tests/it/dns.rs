@@ -2,11 +2,11 @@
 //! failure class, against the in-process DNS server over real UDP/TCP packets.
 
 use crate::common::*;
-use mailflow_exporter::code::{Code, Reason};
 use mailflow_exporter::config::TlsSettings;
 use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
 use mailflow_exporter::lab::smtp::{Behavior, FaultServer, SmtpOptions, closed_port};
 use mailflow_exporter::probe::Phase;
+use mailflow_exporter::taxonomy::{Code, Reason};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 

@@ -1,7 +1,9 @@
 //! `import-connectors`: `Get-OutboundConnector | ConvertTo-Json` exports in the shapes PowerShell
 //! writes them, turned into YAML that must load with the config loader and say what the JSON said.
 
-use mailflow_exporter::config::{Config, Connector, ConnectorType, HostPort, Routing, TlsSettings};
+use mailflow_exporter::config::{
+    Config, Connector, ConnectorType, DomainPattern, HostName, HostPort, Routing, TlsSettings,
+};
 use mailflow_exporter::import::{
     ImportError, ImportOptions, Imported, PLACEHOLDER_HOST, decode_export, import_connectors,
 };
@@ -43,18 +45,25 @@ fn connector<'a>(config: &'a Config, name: &str) -> &'a Connector {
 }
 
 fn host(h: &str) -> HostPort {
-    HostPort {
-        host: h.into(),
-        port: None,
-    }
+    HostPort::parse(h).unwrap_or_else(|e| panic!("{h}: {e}"))
+}
+
+fn patterns(v: &[&str]) -> Vec<DomainPattern> {
+    v.iter()
+        .map(|s| DomainPattern::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")))
+        .collect()
+}
+
+fn mx(v: &[&str]) -> Routing {
+    Routing::Mx(
+        v.iter()
+            .map(|s| HostName::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")))
+            .collect(),
+    )
 }
 
 fn hosts(hs: &[&str]) -> Routing {
     Routing::SmartHosts(hs.iter().map(|h| host(h)).collect())
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 fn has_warning(imported: &Imported, needle: &str) -> bool {
@@ -70,16 +79,19 @@ fn single_object_from_powershell_7() {
     let c = connector(&config, "Outbound to Contoso");
     assert!(c.enabled);
     assert_eq!(c.connector_type, ConnectorType::OnPremises);
-    assert_eq!(c.routing, hosts(&["mail.contoso.com", "mail2.contoso.com"]));
-    assert_eq!(c.recipient_domains, strings(&["contoso.com", "*.contoso.com"]));
-    assert_eq!(c.tls_settings, TlsSettings::DomainValidation);
-    assert_eq!(c.tls_domain.as_deref(), Some("*.contoso.com"));
+    assert_eq!(c.probe.routing, hosts(&["mail.contoso.com", "mail2.contoso.com"]));
+    assert_eq!(c.probe.recipient_domains, patterns(&["contoso.com", "*.contoso.com"]));
+    assert_eq!(c.probe.tls_settings, TlsSettings::DomainValidation);
+    assert_eq!(
+        c.probe.tls_domain.as_ref().map(|d| d.to_string()).as_deref(),
+        Some("*.contoso.com")
+    );
     assert!(!c.test_mode);
     assert_eq!(
         c.comment.as_deref(),
         Some("Hybrid: all mail for contoso goes through the on-premises servers")
     );
-    assert_eq!(c.port, 25);
+    assert_eq!(c.probe.port, 25);
 
     let y = &imported.yaml;
     // Metadata as comments: Guid, UTC dates, scoping flags, MTA-STS/DANE.
@@ -112,22 +124,25 @@ fn array_from_windows_powershell_5_1_with_numbers_and_ms_dates() {
 
     let a = connector(&config, "To Fabrikam smart host");
     assert_eq!(a.connector_type, ConnectorType::OnPremises); // 1
-    assert_eq!(a.tls_settings, TlsSettings::DomainValidation); // 4
-    assert_eq!(a.tls_domain.as_deref(), Some("smtp.fabrikam.com"));
-    assert_eq!(a.routing, hosts(&["smtp.fabrikam.com"])); // a single string, not an array
-    assert_eq!(a.recipient_domains, strings(&["fabrikam.com"]));
+    assert_eq!(a.probe.tls_settings, TlsSettings::DomainValidation); // 4
+    assert_eq!(
+        a.probe.tls_domain.as_ref().map(|d| d.to_string()).as_deref(),
+        Some("smtp.fabrikam.com")
+    );
+    assert_eq!(a.probe.routing, hosts(&["smtp.fabrikam.com"])); // a single string, not an array
+    assert_eq!(a.probe.recipient_domains, patterns(&["fabrikam.com"]));
     assert_eq!(a.comment, None);
 
     let b = connector(&config, "Tailspin partner MX");
     assert_eq!(b.connector_type, ConnectorType::Partner); // 2
-    assert_eq!(b.tls_settings, TlsSettings::CertificateValidation); // 2
-    assert_eq!(b.routing, Routing::Mx(strings(&["tailspin.example"])));
+    assert_eq!(b.probe.tls_settings, TlsSettings::CertificateValidation); // 2
+    assert_eq!(b.probe.routing, mx(&["tailspin.example"]));
     assert_eq!(b.comment.as_deref(), Some("Partner requires a valid certificate"));
 
     let c = connector(&config, "Woodgrove relay");
-    assert_eq!(c.tls_settings, TlsSettings::EncryptionOnly); // 1
+    assert_eq!(c.probe.tls_settings, TlsSettings::EncryptionOnly); // 1
     // TlsDomain without DomainValidation: a warning and a comment, not a value.
-    assert_eq!(c.tls_domain, None);
+    assert_eq!(c.probe.tls_domain, None);
     assert!(has_warning(&imported, "TlsDomain") || has_warning(&imported, "tls_domain"));
     assert_eq!(c.comment, None, "an empty Comment is not written");
 
@@ -157,9 +172,9 @@ fn partner_mx_with_wildcard_domains() {
         !w.enabled,
         "an MX connector without a concrete domain is written disabled"
     );
-    assert_eq!(w.recipient_domains, strings(&["*.contoso.com", "*"]));
-    assert_eq!(w.routing, Routing::Mx(strings(&[PLACEHOLDER_HOST])));
-    assert_eq!(w.tls_settings, TlsSettings::EncryptionOnly);
+    assert_eq!(w.probe.recipient_domains, patterns(&["*.contoso.com", "*"]));
+    assert_eq!(w.probe.routing, mx(&[PLACEHOLDER_HOST]));
+    assert_eq!(w.probe.tls_settings, TlsSettings::EncryptionOnly);
     assert!(
         has_warning(&imported, "wildcard domains only"),
         "{:?}",
@@ -169,9 +184,9 @@ fn partner_mx_with_wildcard_domains() {
     // Wildcards plus a concrete domain: stays enabled, asks for sample domains.
     let m = connector(&config, "Partner MX mixed");
     assert!(m.enabled);
-    assert_eq!(m.recipient_domains, strings(&["fabrikam.com", "*.fabrikam.net"]));
-    assert_eq!(m.routing, Routing::Mx(strings(&["fabrikam.com"])));
-    assert_eq!(m.tls_settings, TlsSettings::None);
+    assert_eq!(m.probe.recipient_domains, patterns(&["fabrikam.com", "*.fabrikam.net"]));
+    assert_eq!(m.probe.routing, mx(&["fabrikam.com"]));
+    assert_eq!(m.probe.tls_settings, TlsSettings::None);
 
     let y = &imported.yaml;
     assert!(y.contains("    sample_domains: []\n"), "{y}");
@@ -187,8 +202,8 @@ fn disabled_and_test_mode_connectors() {
     assert_eq!(imported.connectors, 2);
     let old = connector(&config, "Old relay (retired)");
     assert!(!old.enabled);
-    assert_eq!(old.tls_settings, TlsSettings::CertificateValidation);
-    assert_eq!(old.routing, hosts(&["old-relay.legacy.example"]));
+    assert_eq!(old.probe.tls_settings, TlsSettings::CertificateValidation);
+    assert_eq!(old.probe.routing, hosts(&["old-relay.legacy.example"]));
     let new = connector(&config, "New relay (test mode)");
     assert!(new.enabled);
     assert!(new.test_mode);
@@ -215,7 +230,7 @@ fn ip_smart_hosts_and_cidr_ranges() {
     let (imported, config) = import_file(fixture!("ip_cidr.json"), &opts());
     let c = connector(&config, "Datacenter relays");
     assert_eq!(
-        c.routing,
+        c.probe.routing,
         hosts(&["192.0.2.10", "203.0.113.7", "2001:db8::25", "192.0.2.99"]),
         "{}",
         imported.yaml
@@ -245,7 +260,7 @@ fn ip_smart_hosts_and_cidr_ranges() {
     // Only a range: nothing to probe, so a disabled connector with a placeholder.
     let r = connector(&config, "Range only");
     assert!(!r.enabled);
-    assert_eq!(r.routing, hosts(&[PLACEHOLDER_HOST]));
+    assert_eq!(r.probe.routing, hosts(&[PLACEHOLDER_HOST]));
     assert!(imported.yaml.contains("#   \"203.0.113.0/24\""), "{}", imported.yaml);
 }
 
@@ -254,7 +269,7 @@ fn smart_hosts_and_domains_as_objects_and_smart_hosts_string() {
     let (imported, config) = import_file(fixture!("smarthost_objects.json"), &opts());
     let c = connector(&config, "Objects everywhere");
     assert_eq!(
-        c.routing,
+        c.probe.routing,
         hosts(&[
             "smtp1.adatum.example",
             "192.0.2.115",
@@ -265,17 +280,20 @@ fn smart_hosts_and_domains_as_objects_and_smart_hosts_string() {
         imported.yaml
     );
     assert_eq!(
-        c.recipient_domains,
-        strings(&["adatum.example", "*.adatum.example", "litware.example"])
+        c.probe.recipient_domains,
+        patterns(&["adatum.example", "*.adatum.example", "litware.example"])
     );
     assert_eq!(c.connector_type, ConnectorType::OnPremises);
-    assert_eq!(c.tls_settings, TlsSettings::CertificateValidation);
+    assert_eq!(c.probe.tls_settings, TlsSettings::CertificateValidation);
 
     let s = connector(&config, "Only SmartHostsString");
-    assert_eq!(s.routing, hosts(&["mx.proseware.example", "192.0.2.44"]));
-    assert_eq!(s.recipient_domains, strings(&["proseware.example"]));
-    assert_eq!(s.tls_settings, TlsSettings::DomainValidation); // "4" as a string
-    assert_eq!(s.tls_domain.as_deref(), Some("mx.proseware.example"));
+    assert_eq!(s.probe.routing, hosts(&["mx.proseware.example", "192.0.2.44"]));
+    assert_eq!(s.probe.recipient_domains, patterns(&["proseware.example"]));
+    assert_eq!(s.probe.tls_settings, TlsSettings::DomainValidation); // "4" as a string
+    assert_eq!(
+        s.probe.tls_domain.as_ref().map(|d| d.to_string()).as_deref(),
+        Some("mx.proseware.example")
+    );
     assert_eq!(s.connector_type, ConnectorType::Partner);
     assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
 }
@@ -289,7 +307,7 @@ fn utf8_bom_is_stripped() {
     let imported = import_connectors(&as_text, &opts()).unwrap();
     let config = Config::parse(Path::new("imported.yaml"), &imported.yaml).unwrap();
     let c = connector(&config, "Written by Out-File");
-    assert_eq!(c.routing, Routing::Mx(strings(&["bom.example"])));
+    assert_eq!(c.probe.routing, mx(&["bom.example"]));
     assert_eq!(c.connector_type, ConnectorType::Partner);
     assert!(
         imported
@@ -323,9 +341,12 @@ fn names_and_comments_with_yaml_syntax_are_quoted() {
         Some("line one: \"quoted\"\nline two # not a comment\ttab \\ backslash")
     );
     // Hosts and domains are normalised the way the loader does it.
-    assert_eq!(c.routing, hosts(&["mail.contoso.com"]));
-    assert_eq!(c.recipient_domains, strings(&["contoso.com"]));
-    assert_eq!(c.tls_domain.as_deref(), Some("mail.contoso.com"));
+    assert_eq!(c.probe.routing, hosts(&["mail.contoso.com"]));
+    assert_eq!(c.probe.recipient_domains, patterns(&["contoso.com"]));
+    assert_eq!(
+        c.probe.tls_domain.as_ref().map(|d| d.to_string()).as_deref(),
+        Some("mail.contoso.com")
+    );
     // Unknown fields (Frobnicate, SomethingNew) are ignored.
     assert!(!imported.yaml.contains("Frobnicate"), "{}", imported.yaml);
 }
@@ -335,7 +356,7 @@ fn powershell_wrapped_array_and_empty_array() {
     let json = r#"{"value": [{"Name": "A", "UseMXRecord": true, "RecipientDomains": "a.example"}], "Count": 1}"#;
     let imported = import_connectors(json, &opts()).unwrap();
     let config = Config::parse(Path::new("imported.yaml"), &imported.yaml).unwrap();
-    assert_eq!(connector(&config, "A").routing, Routing::Mx(strings(&["a.example"])));
+    assert_eq!(connector(&config, "A").probe.routing, mx(&["a.example"]));
 
     let imported = import_connectors("[]", &opts()).unwrap();
     assert_eq!(imported.connectors, 0);
@@ -354,10 +375,7 @@ fn duplicates_by_guid_are_dropped_and_by_name_renamed() {
     let imported = import_connectors(json, &opts()).unwrap();
     let config = Config::parse(Path::new("imported.yaml"), &imported.yaml).unwrap();
     assert_eq!(config.connectors.len(), 2);
-    assert_eq!(
-        connector(&config, "Dup (2)").routing,
-        Routing::Mx(strings(&["b.example"]))
-    );
+    assert_eq!(connector(&config, "Dup (2)").probe.routing, mx(&["b.example"]));
     assert!(has_warning(&imported, "same Guid"));
     assert!(has_warning(&imported, "same name"));
 }
@@ -427,7 +445,7 @@ proptest! {
     /// Any printable name and any comment survive the trip through YAML unchanged.
     #[test]
     fn names_and_comments_round_trip(
-        name in prop_oneof!["[^\\p{Cc}]{1,64}", "[\\u{3041}-\\u{30FF} ]{30,64}"],
+        name in prop_oneof!["[^\\p{Cc}]{1,64}", "[\\u{3041}-\\u{30FF} ]{30,200}"],
         comment in "(?s).{0,80}",
     ) {
         prop_assume!(!name.trim().is_empty());
@@ -442,12 +460,12 @@ proptest! {
         let config = Config::parse(Path::new("imported.yaml"), &imported.yaml)
             .unwrap_or_else(|e| panic!("{e}\n{}", imported.yaml));
         let c = &config.connectors[0];
-        if name.trim().len() <= 128 {
-            prop_assert_eq!(&c.name, name.trim());
+        if name.trim().chars().count() <= 128 {
+            prop_assert_eq!(c.name(), name.trim());
         } else {
-            // Cut to the loader's 128-byte limit, with a warning.
-            prop_assert!(c.name.len() <= 128 && name.trim().starts_with(c.name.as_str()), "{:?}", c.name);
-            prop_assert!(imported.warnings.iter().any(|w| w.contains("128 bytes")));
+            // Cut to the loader's limit of 128 characters (not bytes), with a warning.
+            prop_assert!(c.name().chars().count() <= 128 && name.trim().starts_with(c.name()), "{:?}", c.name());
+            prop_assert!(imported.warnings.iter().any(|w| w.contains("128 characters")));
         }
         let expected = (!comment.trim().is_empty()).then_some(comment.as_str());
         prop_assert_eq!(c.comment.as_deref(), expected);

@@ -1,11 +1,11 @@
 //! The SMTP dialogue: banners, EHLO/HELO, STARTTLS negotiation, hostile and broken servers.
 
 use crate::common::*;
-use mailflow_exporter::code::{Code, Reason};
 use mailflow_exporter::config::TlsSettings;
 use mailflow_exporter::lab::pki::TestCa;
 use mailflow_exporter::lab::smtp::{Behavior, FaultServer, SmtpOptions};
 use mailflow_exporter::probe::{Phase, ProbeReport};
+use mailflow_exporter::taxonomy::{Code, Reason};
 use std::time::Duration;
 
 async fn probe_behavior(b: Behavior, tls: TlsSettings, timeout: Duration) -> (ProbeReport, FaultServer) {

@@ -6,12 +6,13 @@
 //! real connector; IP literals are used only where no name matters.
 
 use crate::common;
-use mailflow_exporter::code::{Code, Reason};
 use mailflow_exporter::config::TlsSettings;
 use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
 use mailflow_exporter::lab::pki::{self, CertKey, LabPki, TestCa};
 use mailflow_exporter::lab::smtp::{Behavior, FaultServer, SmtpOptions};
+use mailflow_exporter::probe::tls::CertPosition;
 use mailflow_exporter::probe::{Attempt, Phase, ProbeReport, ProbeSpec, ProberOptions};
+use mailflow_exporter::taxonomy::{Code, Reason};
 use rustls::pki_types::UnixTime;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -47,7 +48,7 @@ async fn tls_server(ck: &CertKey) -> FaultServer {
 /// A connector with the smart host `mail.lab.test:<port>`.
 fn named_spec(port: u16, tls: TlsSettings, tls_domain: Option<&str>) -> ProbeSpec {
     let mut s = common::spec(vec![common::named(HOST, port)], tls);
-    s.tls_domain = tls_domain.map(str::to_string);
+    s.tls_domain = tls_domain.map(common::pattern);
     s
 }
 
@@ -115,7 +116,7 @@ fn assert_cert_failure(r: &ProbeReport, reason: Reason, presented: &CertKey) -> 
         presented.chain.len(),
         "chain captured on failure\n{dump}"
     );
-    assert_eq!(a.certificates[0].position, "leaf");
+    assert_eq!(a.certificates[0].position, CertPosition::Leaf);
     assert_eq!(
         a.certificates[0].not_after_unix,
         not_after_of(&presented.chain[0]),
@@ -192,7 +193,7 @@ async fn good_cert_domain_validation_delivers_with_tls_and_certificate_details()
 
     assert_eq!(a.certificates.len(), 1, "{dump}");
     let c = &a.certificates[0];
-    assert_eq!(c.position, "leaf");
+    assert_eq!(c.position, CertPosition::Leaf);
     assert!(c.subject.contains("CN=mail.lab.test"), "subject {:?}", c.subject);
     assert_eq!(c.subject_alt_names, ["DNS:mail.lab.test"]);
     assert!(c.issuer.contains("Mailflow Lab Test CA"), "issuer {:?}", c.issuer);
@@ -428,7 +429,7 @@ async fn wildcard_cert_does_not_cover_two_labels_down() {
 /// A connector for `mail.lab.test:<port>` with these recipient domains and no TLS domain.
 fn recipient_spec(port: u16, recipients: &[&str]) -> ProbeSpec {
     let mut s = named_spec(port, TlsSettings::DomainValidation, None);
-    s.recipient_domains = recipients.iter().map(|d| d.to_string()).collect();
+    s.recipient_domains = recipients.iter().map(|d| common::pattern(d)).collect();
     s
 }
 
@@ -568,7 +569,7 @@ async fn intermediate_chain_delivers_and_is_recorded() {
     let dump = serde_json::to_string_pretty(a).unwrap();
     assert!(a.certificate_problems.is_empty(), "{dump}");
     let positions: Vec<_> = a.certificates.iter().map(|c| c.position).collect();
-    assert_eq!(positions, ["leaf", "intermediate"], "{dump}");
+    assert_eq!(positions, [CertPosition::Leaf, CertPosition::Intermediate], "{dump}");
     assert!(a.certificates[0].subject.contains("CN=mail.lab.test"), "{dump}");
     assert!(a.certificates[0].issuer.contains("Mailflow Lab Intermediate"), "{dump}");
     assert!(
@@ -836,14 +837,14 @@ async fn ip_literal_under_domain_validation_checks_the_tls_domain() {
     let lab = LabPki::new(HOST).unwrap();
     let server = tls_server(&lab.good).await;
     let mut spec = common::spec(vec![common::at(server.addr())], TlsSettings::DomainValidation);
-    spec.tls_domain = Some(HOST.into());
+    spec.tls_domain = Some(common::pattern(HOST));
     let r = common::probe(
         common::opts(Some("127.0.0.1:9".parse().unwrap()), Some(lab.ca.cert_pem())),
         &spec,
     )
     .await;
     common::assert_delivered(&r);
-    spec.tls_domain = Some("other.lab.test".into());
+    spec.tls_domain = Some(common::pattern("other.lab.test"));
     let r = common::probe(
         common::opts(Some("127.0.0.1:9".parse().unwrap()), Some(lab.ca.cert_pem())),
         &spec,
@@ -1042,7 +1043,7 @@ async fn mx_routing_without_tls_domain_expects_the_recipient_domain() {
 
     // With the TLS domain set to the MX host, it passes.
     let mut spec = spec;
-    spec.tls_domain = Some(HOST.into());
+    spec.tls_domain = Some(common::pattern(HOST));
     common::assert_delivered(&common::probe(o(), &spec).await);
 }
 

@@ -1,11 +1,16 @@
 //! `mailflow-exporter check`: one diagnosis, the way Exchange Online would attempt delivery.
 //! The flags are a contract (other tools drive them); exit 0 delivered, 1 not, 2 usage/config.
 
-use crate::config::{Config, HostPort, Routing, TlsSettings, default_helo, validate_hostname};
-use crate::probe::{ProbeReport, ProbeSpec, Prober, ProberOptions};
+use super::args;
+use super::report;
+use crate::config::{
+    Config, DomainPattern, HostName, HostPort, ProbeSpec, Routing, TlsSettings, default_helo, parse_dns_server,
+};
+use crate::probe::{ProbeReport, Prober, ProberOptions};
 use clap::{Args, ValueEnum};
-use std::net::{IpAddr, SocketAddr};
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,7 +43,7 @@ pub struct CheckArgs {
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_files: Vec<PathBuf>,
     /// Deadline of each step (connect, every reply, the TLS handshake, each DNS lookup).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = args::step_timeout)]
     pub timeout: Option<Duration>,
     /// Name sent in EHLO.
     #[arg(long)]
@@ -53,76 +58,90 @@ pub struct CheckArgs {
     pub output: Output,
 }
 
-fn parse_tls(s: &str) -> Result<TlsSettings, String> {
-    TlsSettings::parse(s)
-        .ok_or_else(|| format!("{s:?}: expected none, encryption-only, certificate-validation or domain-validation"))
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (write e.g. 10s)"))?;
-    if d < Duration::from_millis(100) || d > Duration::from_secs(300) {
-        return Err(format!("{s:?}: must be between 100ms and 5m"));
-    }
-    Ok(d)
+fn parse_tls(s: &str) -> Result<TlsSettings, args::ValueError> {
+    TlsSettings::parse(s).ok_or_else(|| args::ValueError {
+        value: s.to_string(),
+        problem: "expected none, encryption-only, certificate-validation or domain-validation".into(),
+    })
 }
 
 /// A usage or configuration problem (exit code 2).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub enum UsageError {
+    #[error("{0}")]
+    Usage(&'static str),
+    #[error("{flag}: {source}")]
+    Name {
+        flag: &'static str,
+        #[source]
+        source: crate::config::NameError,
+    },
+    #[error("--dns-server {0:?}: expected IP or IP:PORT")]
+    DnsServer(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{file}: no connector named {name:?}")]
+    NoSuchConnector { file: String, name: String },
+    #[error("--ca-file {file}: {source}")]
+    CaFile {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Prober(#[from] crate::probe::ProberError),
+}
+
+fn name_err(flag: &'static str) -> impl Fn(crate::config::NameError) -> UsageError {
+    move |source| UsageError::Name { flag, source }
+}
 
 /// Builds the prober options and spec from flags (and the config file when given).
 pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError> {
-    let u = |m: String| UsageError(m);
     let mut dns_servers = Vec::new();
     for s in &args.dns_servers {
-        let sa = s
-            .parse::<SocketAddr>()
-            .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-            .map_err(|_| u(format!("--dns-server {s:?}: expected IP or IP:PORT")))?;
-        dns_servers.push(sa);
+        dns_servers.push(parse_dns_server(s).ok_or_else(|| UsageError::DnsServer(s.clone()))?);
     }
     let mut ca_files: Vec<PathBuf> = args.ca_files.clone();
 
     let mut spec = if let (Some(path), Some(name)) = (&args.config, &args.connector) {
-        let cfg = Config::load(path).map_err(|e| u(e.to_string()))?;
-        let c = cfg
-            .connector(name)
-            .ok_or_else(|| u(format!("{}: no connector named {name:?}", path.display())))?;
+        let cfg = Config::load(path)?;
+        let c = cfg.connector(name).ok_or_else(|| UsageError::NoSuchConnector {
+            file: path.display().to_string(),
+            name: name.clone(),
+        })?;
         if dns_servers.is_empty() {
             dns_servers = cfg.dns_servers.clone();
         }
         ca_files.extend(cfg.extra_ca_files.iter().cloned());
-        ProbeSpec::from_connector(c)
+        c.probe.clone()
     } else {
         if args.smart_hosts.is_empty() && args.domains.is_empty() {
-            return Err(u(
-                "give --smart-host HOST or --domain DOMAIN (or --config FILE --connector NAME)".into(),
+            return Err(UsageError::Usage(
+                "give --smart-host HOST or --domain DOMAIN (or --config FILE --connector NAME)",
             ));
         }
         if !args.smart_hosts.is_empty() && !args.domains.is_empty() {
-            return Err(u(
-                "--smart-host and --domain are exclusive (a connector uses smart hosts or MX, not both)".into(),
+            return Err(UsageError::Usage(
+                "--smart-host and --domain are exclusive (a connector uses smart hosts or MX, not both)",
             ));
         }
+        let mut domains = Vec::new();
+        for d in &args.domains {
+            domains.push(HostName::parse(d).map_err(name_err("--domain"))?);
+        }
         let routing = if args.smart_hosts.is_empty() {
-            let mut ds = Vec::new();
-            for d in &args.domains {
-                let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-                validate_hostname(&d).map_err(|m| u(format!("--domain: {m}")))?;
-                ds.push(d);
-            }
-            Routing::Mx(ds)
+            Routing::Mx(domains.clone())
         } else {
             let mut hs = Vec::new();
             for h in &args.smart_hosts {
-                hs.push(HostPort::parse(h).map_err(|m| u(format!("--smart-host: {m}")))?);
+                hs.push(HostPort::parse(h).map_err(name_err("--smart-host"))?);
             }
             Routing::SmartHosts(hs)
         };
         ProbeSpec {
             connector: "check".into(),
-            recipient_domains: args.domains.clone(),
+            recipient_domains: domains.into_iter().map(DomainPattern::Exact).collect(),
             routing,
             port: 25,
             tls_settings: TlsSettings::None,
@@ -133,7 +152,7 @@ pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError>
     };
     if let Some(p) = args.port {
         if p == 0 {
-            return Err(u("--port must be 1-65535".into()));
+            return Err(UsageError::Usage("--port must be 1-65535"));
         }
         spec.port = p;
     }
@@ -145,25 +164,25 @@ pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError>
         }
     }
     if let Some(d) = &args.tls_domain {
-        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-        validate_hostname(d.strip_prefix("*.").unwrap_or(&d)).map_err(|m| u(format!("--tls-domain: {m}")))?;
-        spec.tls_domain = Some(d);
+        spec.tls_domain = Some(DomainPattern::parse(d).map_err(name_err("--tls-domain"))?);
     }
     if spec.tls_domain.is_some() && spec.tls_settings != TlsSettings::DomainValidation {
-        return Err(u(
-            "--tls-domain is only used with --tls-settings domain-validation".into()
+        return Err(UsageError::Usage(
+            "--tls-domain is only used with --tls-settings domain-validation",
         ));
     }
     if let Some(t) = args.timeout {
         spec.timeout = t;
     }
     if let Some(h) = &args.helo {
-        validate_hostname(h).map_err(|m| u(format!("--helo: {m}")))?;
-        spec.helo = h.clone();
+        spec.helo = HostName::parse(h).map_err(name_err("--helo"))?;
     }
     let mut extra_ca = Vec::new();
     for f in &ca_files {
-        let pem = std::fs::read(f).map_err(|e| u(format!("--ca-file {}: {e}", f.display())))?;
+        let pem = std::fs::read(f).map_err(|source| UsageError::CaFile {
+            file: f.display().to_string(),
+            source,
+        })?;
         extra_ca.push((f.display().to_string(), pem));
     }
     Ok((
@@ -179,6 +198,26 @@ pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError>
 /// Runs the check; returns the report (the caller renders and picks the exit code).
 pub async fn run(args: &CheckArgs) -> Result<ProbeReport, UsageError> {
     let (opts, spec) = build(args)?;
-    let prober = Prober::new(opts).map_err(UsageError)?;
+    let prober = Prober::new(opts)?;
     Ok(prober.probe(&spec).await)
+}
+
+pub async fn main(args: &CheckArgs) -> ExitCode {
+    match run(args).await {
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Ok(r) => {
+            match args.output {
+                Output::Json => println!("{}", r.to_json()),
+                Output::Text => print!("{}", report::text(&r, std::io::stdout().is_terminal())),
+            }
+            if r.delivered {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
 }

@@ -1,11 +1,12 @@
 //! `mailflow-exporter serve`: the long-running exporter Prometheus scrapes.
 
-use crate::agent::{Agent, AgentOptions};
-use crate::clock::SystemClock;
-use crate::http::{self, HttpOptions};
-use crate::store::Store;
+use crate::agent::clock::SystemClock;
+use crate::agent::store::{Store, StoreError};
+use crate::agent::{Agent, AgentOptions, LoadError};
+use crate::web::{self, HttpOptions, ListenError};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +43,25 @@ pub struct ServeArgs {
 
 /// Failure to start: the message names the file/line/field; the caller exits with 2.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+}
+
+pub async fn main(args: &ServeArgs) -> ExitCode {
+    match run(args, None, None).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 /// Runs until SIGTERM/SIGINT (or `agent.shutdown`). SIGHUP reloads the config.
 pub async fn run(
@@ -51,15 +69,14 @@ pub async fn run(
     demo_note: Option<String>,
     max_initial_spread: Option<Duration>,
 ) -> Result<(), StartError> {
-    let store = Store::open(&args.storage_path).map_err(StartError)?;
+    let store = Store::open(&args.storage_path)?;
     let agent = Agent::new(AgentOptions {
         config_path: args.config_file.clone(),
         storage: Some(store),
         clock: Arc::new(SystemClock),
         max_initial_spread,
-    })
-    .map_err(StartError)?;
-    let listener = http::bind(&args.listen).await.map_err(StartError)?;
+    })?;
+    let listener = web::bind(&args.listen).await?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let cfg = agent.config();
     tracing::info!(
@@ -71,7 +88,7 @@ pub async fn run(
     );
     agent.start();
     spawn_signal_handlers(agent.clone());
-    http::serve(
+    web::serve(
         listener,
         agent.clone(),
         HttpOptions {
@@ -110,10 +127,22 @@ fn spawn_signal_handlers(agent: Arc<Agent>) {
     });
 }
 
+/// A logging setup that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("--log.level {level:?}: {detail}")]
+    Level { level: String, detail: String },
+    #[error("cannot install the logger: {0}")]
+    Install(String),
+}
+
 /// Logging to stderr; server text in fields is escaped by the probe before it gets here.
-pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+pub fn init_logging(format: LogFormat, level: &str) -> Result<(), LogError> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("--log.level {level:?}: {e}"))?;
+    let filter = EnvFilter::try_new(level).map_err(|e| LogError::Level {
+        level: level.to_string(),
+        detail: e.to_string(),
+    })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -121,5 +150,5 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
-    r.map_err(|e| e.to_string())
+    r.map_err(|e| LogError::Install(e.to_string()))
 }

@@ -2,7 +2,7 @@
 //! JSON file, written atomically, so restarting the agent mid-outage does not reset how long
 //! mail has been stuck.
 
-use crate::clock::{from_unix_secs, unix_secs};
+use crate::timefmt::{from_unix_secs, unix_secs};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -28,6 +28,31 @@ struct Stored {
 /// Failure streak start per connector.
 pub type Streaks = BTreeMap<String, (SystemTime, Option<String>)>;
 
+/// Why the queue clock could not be read or written. Never fatal to probing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("--storage.path {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: larger than {MAX_FILE_BYTES} bytes, ignored")]
+    TooLarge { path: String },
+    #[error("{path}: {source}")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
@@ -35,8 +60,11 @@ pub struct Store {
 
 impl Store {
     /// Creates the directory if needed.
-    pub fn open(dir: &Path) -> Result<Store, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("--storage.path {}: {e}", dir.display()))?;
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
         Ok(Store { dir: dir.to_path_buf() })
     }
 
@@ -45,21 +73,20 @@ impl Store {
     }
 
     /// Missing file → empty. A damaged file is reported and treated as empty (never fatal).
-    pub fn load(&self) -> Result<Streaks, String> {
+    pub fn load(&self) -> Result<Streaks, StoreError> {
         let path = self.path();
+        let shown = || path.display().to_string();
         let meta = match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Streaks::new()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(source) => return Err(StoreError::Io { path: shown(), source }),
             Ok(m) => m,
         };
         if meta.len() > MAX_FILE_BYTES {
-            return Err(format!(
-                "{}: larger than {MAX_FILE_BYTES} bytes, ignored",
-                path.display()
-            ));
+            return Err(StoreError::TooLarge { path: shown() });
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let file: StoreFile = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io { path: shown(), source })?;
+        let file: StoreFile =
+            serde_json::from_str(&text).map_err(|source| StoreError::Json { path: shown(), source })?;
         Ok(file
             .connectors
             .into_iter()
@@ -68,7 +95,7 @@ impl Store {
     }
 
     /// Write to a temporary file, fsync, rename over the old one, fsync the directory.
-    pub fn save(&self, streaks: &Streaks) -> Result<(), String> {
+    pub fn save(&self, streaks: &Streaks) -> Result<(), StoreError> {
         let file = StoreFile {
             version: 1,
             connectors: streaks
@@ -84,8 +111,11 @@ impl Store {
                 })
                 .collect(),
         };
-        let data = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
         let path = self.path();
+        let data = serde_json::to_vec_pretty(&file).map_err(|source| StoreError::Json {
+            path: path.display().to_string(),
+            source,
+        })?;
         let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
@@ -97,7 +127,10 @@ impl Store {
             }
             Ok(())
         };
-        write().map_err(|e| format!("{}: {e}", path.display()))
+        write().map_err(|source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        })
     }
 }
 

@@ -1,12 +1,10 @@
 //! Builds the status page's view model from the agent's state (the page itself is in
-//! `status_page`, which knows nothing about the agent).
+//! [`super::page`], which only sees the view model).
 
-use crate::agent::{Agent, ConnectorState};
-use crate::clock::from_unix_secs;
-use crate::config::Routing;
-use crate::status_page::{
-    AttemptView, CertExpiry, ConnectorView, RecentProbe, StatusView, ViewState, render as render_page,
-};
+use super::page::{AttemptView, CertExpiry, ConnectorView, StatusView, ViewState, render as render_page};
+use crate::agent::{Agent, ConnectorState, Recent};
+use crate::probe::tls::CertPosition;
+use crate::timefmt::from_unix_secs;
 use std::time::{Duration, SystemTime};
 
 pub fn view(agent: &Agent, note: Option<String>) -> StatusView {
@@ -40,25 +38,22 @@ fn connector_view(c: &ConnectorState, now: SystemTime) -> ConnectorView {
             Some(false) => ViewState::Failing,
         }
     };
-    let routing = match &k.routing {
-        Routing::SmartHosts(h) => {
-            format!(
-                "smart hosts: {}",
-                h.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")
-            )
-        }
-        Routing::Mx(d) => format!("MX of: {}", d.join(", ")),
-    };
-    let tls_settings = match &k.tls_domain {
-        Some(d) => format!("{} ({d})", k.tls_settings),
-        None => k.tls_settings.to_string(),
+    let routing = k.probe.routing.to_string();
+    let tls_settings = match &k.probe.tls_domain {
+        Some(d) => format!("{} ({d})", k.probe.tls_settings),
+        None => k.probe.tls_settings.to_string(),
     };
     let last = c.last.as_deref();
     let failing = state == ViewState::Failing;
     let cert_expiry = c
         .hosts
         .iter()
-        .flat_map(|(host, h)| h.certs.iter().filter(|x| x.position == "leaf").map(move |x| (host, x)))
+        .flat_map(|(host, h)| {
+            h.certs
+                .iter()
+                .filter(|x| x.position == CertPosition::Leaf)
+                .map(move |x| (host, x))
+        })
         .min_by_key(|(_, x)| x.not_after_unix)
         .and_then(|(host, x)| {
             let problems = last
@@ -97,21 +92,10 @@ fn connector_view(c: &ConnectorState, now: SystemTime) -> ConnectorView {
                 .collect()
         })
         .unwrap_or_default();
-    let mut recent: Vec<RecentProbe> = c
-        .recent_failed
-        .iter()
-        .chain(c.recent_ok.iter())
-        .map(|r| RecentProbe {
-            at: r.at,
-            delivered: r.delivered,
-            code: r.code,
-            reason: r.reason,
-            message: r.message.clone(),
-        })
-        .collect();
+    let mut recent: Vec<Recent> = c.recent_failed.iter().chain(c.recent_ok.iter()).cloned().collect();
     recent.sort_by_key(|r| std::cmp::Reverse(r.at));
     ConnectorView {
-        name: k.name.clone(),
+        name: k.name().to_string(),
         enabled: k.enabled,
         test_mode: k.test_mode,
         routing,
@@ -152,7 +136,7 @@ pub fn json(agent: &Agent) -> String {
                 "code": v.code.map(|c| c.as_str()),
                 "reason": v.reason.map(|r| r.as_str()),
                 "message": v.message,
-                "failing_since": v.failing_since.map(crate::clock::unix_secs),
+                "failing_since": v.failing_since.map(crate::timefmt::unix_secs),
                 "queue_age_seconds": v.queue_age.map(|d| d.as_secs_f64()),
                 "time_left_seconds": v.time_left.map(|d| d.as_secs_f64()),
             })

@@ -11,7 +11,8 @@
 //! data-code="CODE|ok" data-state="ok|failing|pending|disabled">`, followed by a full-width
 //! detail row (message, fix, warnings, and the `<details>` with the last probe and recent probes).
 
-use crate::code::{Code, Reason};
+use crate::agent::Recent;
+use crate::taxonomy::{Code, Reason};
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -98,7 +99,7 @@ pub struct ConnectorView {
     /// Of the last probe.
     pub attempts: Vec<AttemptView>,
     /// Newest first.
-    pub recent: Vec<RecentProbe>,
+    pub recent: Vec<Recent>,
     pub warnings: Vec<String>,
 }
 
@@ -120,15 +121,6 @@ pub struct AttemptView {
     pub error: Option<String>,
     pub tls: Option<String>,
     pub transcript: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct RecentProbe {
-    pub at: SystemTime,
-    pub delivered: bool,
-    pub code: Option<Code>,
-    pub reason: Option<Reason>,
-    pub message: String,
 }
 
 /// Escapes `& < > " '` so any text is safe in HTML content and in quoted attribute values.
@@ -826,7 +818,7 @@ mod tests {
             tls: Some("TLSv1.3 TLS13_AES_256_GCM_SHA384".to_string()),
             transcript: vec!["S: 220 mx1.fabrikam.com ESMTP".to_string()],
         });
-        ok.recent.push(RecentProbe {
+        ok.recent.push(Recent {
             at: at(now, 45),
             delivered: true,
             code: None,
@@ -864,7 +856,7 @@ mod tests {
             tls: None,
             transcript: vec![format!("S: 554 {HOSTILE}"), "C: QUIT".to_string()],
         });
-        failing.recent.push(RecentProbe {
+        failing.recent.push(Recent {
             at: at(now, 12),
             delivered: false,
             code: Some(Code::ConnectionRefused),

@@ -7,7 +7,7 @@
 //! field is read leniently; what can't be carried over is kept as a YAML comment and reported as a
 //! warning, so the written file always loads with [`crate::config::Config::parse`].
 
-use crate::config::{ConnectorType, HostPort, TlsSettings, validate_hostname};
+use crate::config::{ConnectorName, ConnectorType, DomainPattern, HostPort, MAX_CONNECTOR_NAME_CHARS, TlsSettings};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -503,29 +503,19 @@ fn read_connector(index: usize, m: &Map<String, Value>) -> Result<Conn, ImportEr
         message,
     };
     let mut warnings = Vec::new();
-    let clean_name: String = name
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_string();
-    if clean_name != name {
+    if name.chars().any(char::is_control) {
         warnings.push("Name holds control characters; they were replaced by spaces".to_string());
     }
-    // The loader takes at most 128 bytes (not characters): a long non-ASCII name is cut to fit.
-    let clean_name = if clean_name.len() > 128 {
-        let mut end = 128;
-        while !clean_name.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = clean_name[..end].trim_end().to_string();
-        warnings.push(format!(
-            "Name is longer than the 128 bytes the config takes; shortened to {cut:?}"
-        ));
-        cut
-    } else {
-        clean_name
+    // The same rule as the loader's: at most 128 characters (not bytes).
+    let clean_name = match ConnectorName::sanitize(&name) {
+        Some(n) => n.as_str().to_string(),
+        None => return Err(ImportError::MissingName { index }),
     };
+    if name.trim().chars().count() > MAX_CONNECTOR_NAME_CHARS {
+        warnings.push(format!(
+            "Name is longer than the {MAX_CONNECTOR_NAME_CHARS} characters the config takes; shortened to {clean_name:?}"
+        ));
+    }
 
     let read_bool = |field: &'static str| -> Result<Option<bool>, ImportError> {
         match get(m, field) {
@@ -746,13 +736,8 @@ fn read_connector(index: usize, m: &Map<String, Value>) -> Result<Conn, ImportEr
 }
 
 /// A recipient-domain pattern as the config loader wants it: `*`, `name`, or `*.name`.
-fn normalize_domain(raw: &str) -> Result<String, String> {
-    let v = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-    if v == "*" {
-        return Ok(v);
-    }
-    validate_hostname(v.strip_prefix("*.").unwrap_or(&v))?;
-    Ok(v)
+fn normalize_domain(raw: &str) -> Result<String, crate::config::NameError> {
+    DomainPattern::parse(raw).map(|d| d.to_string())
 }
 
 enum HostVerdict {

@@ -2,13 +2,14 @@
 //! and status page) over loopback servers that each fail one way; `--once` prints one table of
 //! diagnoses and exits. Nothing but loopback is touched.
 
-use crate::check::parse_duration;
+use super::args;
+use super::serve::{LogFormat, ServeArgs};
 use crate::config::{Routing, TlsSettings};
 use crate::lab::scenarios::Lab;
 use crate::probe::Prober;
-use crate::serve::{LogFormat, ServeArgs};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args, Clone)]
@@ -20,32 +21,34 @@ pub struct DemoArgs {
     #[arg(long)]
     pub json: bool,
     /// Per-step deadline for the demo probes (the connect-timeout case waits this long).
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, value_parser = args::step_timeout, default_value = "2s")]
     pub timeout: Duration,
     /// Probe interval of the demo connectors.
-    #[arg(long, value_parser = parse_interval, default_value = "10s")]
+    #[arg(long, value_parser = args::interval, default_value = "10s")]
     pub interval: Duration,
     /// Where the demo agent listens.
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:10325")]
     pub listen: String,
     /// Stop the served demo after this long (default: run until Ctrl-C).
-    #[arg(long = "exit-after", value_parser = parse_interval)]
+    #[arg(long = "exit-after", value_parser = args::interval)]
     pub exit_after: Option<Duration>,
     /// Directory for the demo's config and state (default: a fresh temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
-    if d < Duration::from_secs(1) {
-        return Err(format!("{s:?}: at least 1s"));
+pub async fn main(args: &DemoArgs) -> ExitCode {
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
-    Ok(d)
 }
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
-    let lab = Lab::start(args.timeout).await.map_err(anyhow::Error::msg)?;
+    let lab = Lab::start(args.timeout).await?;
     if args.once {
         return once(args, &lab).await;
     }
@@ -71,15 +74,15 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         args.interval.as_secs() + args.timeout.as_secs() + 1
     );
     let note = Some(format!("demo: loopback fault servers, config {}", config.display()));
-    let fut = crate::serve::run(&serve, note, Some(Duration::from_secs(1)));
+    let fut = crate::cli::serve::run(&serve, note, Some(Duration::from_secs(1)));
     match args.exit_after {
         Some(d) => {
             tokio::select! {
-                r = fut => r.map_err(|e| anyhow::anyhow!(e.0))?,
+                r = fut => r?,
                 _ = tokio::time::sleep(d) => {}
             }
         }
-        None => fut.await.map_err(|e| anyhow::anyhow!(e.0))?,
+        None => fut.await?,
     }
     Ok(())
 }
@@ -124,7 +127,7 @@ fn write_config(lab: &Lab, dir: &Path, args: &DemoArgs) -> anyhow::Result<PathBu
 }
 
 async fn once(args: &DemoArgs, lab: &Lab) -> anyhow::Result<()> {
-    let prober = Prober::new(lab.prober_options()).map_err(anyhow::Error::msg)?;
+    let prober = Prober::new(lab.prober_options())?;
     let mut rows = Vec::new();
     let mut mismatches = 0;
     for s in &lab.scenarios {

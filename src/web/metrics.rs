@@ -6,8 +6,8 @@
 //! `promtool check metrics` and older scrapers read).
 
 use crate::agent::{ConnectorState, ReloadStatus};
-use crate::clock::unix_secs;
-use crate::code::{Code, Reason};
+use crate::taxonomy::{Code, Reason};
+use crate::timefmt::unix_secs;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
@@ -129,7 +129,7 @@ impl Collector for Scrape {
         for c in cs {
             for (host, h) in &c.hosts {
                 ConstCounter::new(h.probes).encode(m.encode_family(&HostLabels {
-                    connector: c.connector.name.clone(),
+                    connector: c.connector.name().to_string(),
                     host: host.clone(),
                 })?)?;
             }
@@ -144,7 +144,7 @@ impl Collector for Scrape {
             for (host, h) in &c.hosts {
                 for ((code, reason), n) in &h.failures {
                     let l = FailureLabels {
-                        connector: c.connector.name.clone(),
+                        connector: c.connector.name().to_string(),
                         host: host.clone(),
                         code: *code,
                         reason: *reason,
@@ -163,7 +163,7 @@ impl Collector for Scrape {
             for (host, h) in &c.hosts {
                 if let Some(ok) = h.last_success {
                     ConstGauge::new(ok as i64).encode(m.encode_family(&HostLabels {
-                        connector: c.connector.name.clone(),
+                        connector: c.connector.name().to_string(),
                         host: host.clone(),
                     })?)?;
                 }
@@ -178,7 +178,7 @@ impl Collector for Scrape {
         for c in cs {
             if let Some(d) = c.delivered() {
                 ConstGauge::new(d as i64).encode(m.encode_family(&ConnectorLabels {
-                    connector: c.connector.name.clone(),
+                    connector: c.connector.name().to_string(),
                 })?)?;
             }
         }
@@ -193,7 +193,7 @@ impl Collector for Scrape {
                 let current = current.map(|c| c.as_str()).unwrap_or("ok");
                 for code in std::iter::once("ok").chain(Code::ALL.iter().map(|c| c.as_str())) {
                     ConstGauge::new((code == current) as i64).encode(m.encode_family(&StatusLabels {
-                        connector: c.connector.name.clone(),
+                        connector: c.connector.name().to_string(),
                         code,
                     })?)?;
                 }
@@ -208,7 +208,7 @@ impl Collector for Scrape {
         for c in cs {
             for (phase, h) in &c.durations {
                 let l = PhaseLabels {
-                    connector: c.connector.name.clone(),
+                    connector: c.connector.name().to_string(),
                     phase,
                 };
                 m.encode_family(&l)?
@@ -232,9 +232,9 @@ impl Collector for Scrape {
                 for (host, h) in &c.hosts {
                     for cert in &h.certs {
                         let l = CertLabels {
-                            connector: c.connector.name.clone(),
+                            connector: c.connector.name().to_string(),
                             host: host.clone(),
-                            position: cert.position,
+                            position: cert.position.as_str(),
                             subject: cert.subject.clone(),
                             issuer: cert.issuer.clone(),
                             serial: cert.serial.clone(),
@@ -257,12 +257,12 @@ impl Collector for Scrape {
         )?;
         for c in cs {
             for (host, h) in &c.hosts {
-                if let Some((version, cipher)) = &h.tls {
+                if let Some(tls) = &h.tls {
                     let l = TlsLabels {
-                        connector: c.connector.name.clone(),
+                        connector: c.connector.name().to_string(),
                         host: host.clone(),
-                        version: version.clone(),
-                        cipher: cipher.clone(),
+                        version: tls.version.clone(),
+                        cipher: tls.cipher.clone(),
                     };
                     ConstGauge::new(1).encode(m.encode_family(&l)?)?;
                 }
@@ -300,7 +300,7 @@ impl Collector for Scrape {
             for c in cs {
                 if let Some(v) = f(c, now) {
                     ConstGauge::new(v).encode(m.encode_family(&ConnectorLabels {
-                        connector: c.connector.name.clone(),
+                        connector: c.connector.name().to_string(),
                     })?)?;
                 }
             }
@@ -314,11 +314,11 @@ impl Collector for Scrape {
         for c in all {
             let k = &c.connector;
             let l = InfoLabels {
-                connector: k.name.clone(),
+                connector: k.name().to_string(),
                 connector_type: k.connector_type.as_str(),
-                routing: k.routing.label(),
-                tls_settings: k.tls_settings.as_str(),
-                tls_domain: k.tls_domain.clone().unwrap_or_default(),
+                routing: k.probe.routing.label(),
+                tls_settings: k.probe.tls_settings.as_str(),
+                tls_domain: k.probe.tls_domain.as_ref().map(|d| d.to_string()).unwrap_or_default(),
                 enabled: b(k.enabled),
                 test_mode: b(k.test_mode),
             };

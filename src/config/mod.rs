@@ -1,338 +1,19 @@
 //! Configuration: a YAML file that mirrors Exchange Online outbound connectors, so an admin
-//! recognises every field. Parsing keeps YAML locations so every error names file, line and field.
+//! recognises every field. [`raw`] keeps YAML locations; this module validates into the types of
+//! [`connector`] and [`names`], so every error names file, line and field.
 
-use serde::{Deserialize, Deserializer};
+pub mod connector;
+pub mod names;
+mod raw;
+
+pub use connector::{Connector, ConnectorType, ProbeSpec, Routing, TlsSettings, normalize_enum};
+pub use names::{ConnectorName, DomainPattern, Host, HostName, HostPort, MAX_CONNECTOR_NAME_CHARS, NameError};
+
+use raw::{Dur, RawConfig, RawConnector};
 use serde_saphyr::Spanned;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Exchange Online `TlsSettings`. `None` is the connector's null: opportunistic TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TlsSettings {
-    #[default]
-    None,
-    EncryptionOnly,
-    CertificateValidation,
-    DomainValidation,
-}
-
-impl TlsSettings {
-    pub const ALL: [TlsSettings; 4] = [
-        TlsSettings::None,
-        TlsSettings::EncryptionOnly,
-        TlsSettings::CertificateValidation,
-        TlsSettings::DomainValidation,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TlsSettings::None => "none",
-            TlsSettings::EncryptionOnly => "encryption-only",
-            TlsSettings::CertificateValidation => "certificate-validation",
-            TlsSettings::DomainValidation => "domain-validation",
-        }
-    }
-
-    /// Accepts our kebab-case names and Exchange's spellings (`EncryptionOnly`, `$null`, integers
-    /// as Windows PowerShell 5.1 prints them are handled by the importer).
-    pub fn parse(s: &str) -> Option<TlsSettings> {
-        match normalize_enum(s).as_str() {
-            "" | "none" | "null" | "$null" | "opportunistic" => Some(TlsSettings::None),
-            "encryptiononly" => Some(TlsSettings::EncryptionOnly),
-            "certificatevalidation" => Some(TlsSettings::CertificateValidation),
-            "domainvalidation" => Some(TlsSettings::DomainValidation),
-            _ => None,
-        }
-    }
-
-    /// STARTTLS is mandatory for every setting but the null one.
-    pub fn requires_tls(self) -> bool {
-        self != TlsSettings::None
-    }
-
-    /// Whether the certificate chain and dates must be valid.
-    pub fn validates_certificate(self) -> bool {
-        matches!(self, TlsSettings::CertificateValidation | TlsSettings::DomainValidation)
-    }
-}
-
-impl fmt::Display for TlsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for TlsSettings {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s: Option<String> = Option::deserialize(d)?;
-        let s = s.unwrap_or_default();
-        TlsSettings::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown tls_settings {s:?}; expected none, encryption-only, certificate-validation or domain-validation"
-            ))
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConnectorType {
-    #[default]
-    OnPremises,
-    Partner,
-}
-
-impl ConnectorType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectorType::OnPremises => "on-premises",
-            ConnectorType::Partner => "partner",
-        }
-    }
-}
-
-impl ConnectorType {
-    /// Accepts `on-premises`/`OnPremises`/`on_premises` and `partner` in any case.
-    pub fn parse(s: &str) -> Option<ConnectorType> {
-        match normalize_enum(s).as_str() {
-            "onpremises" => Some(ConnectorType::OnPremises),
-            "partner" => Some(ConnectorType::Partner),
-            _ => None,
-        }
-    }
-}
-
-/// Lower-cases and drops `-`, `_` and spaces, so Exchange's and our spellings compare equal.
-pub fn normalize_enum(s: &str) -> String {
-    s.chars()
-        .filter(|c| !matches!(c, '-' | '_' | ' '))
-        .collect::<String>()
-        .to_ascii_lowercase()
-}
-
-impl<'de> Deserialize<'de> for ConnectorType {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ConnectorType::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("unknown connector_type {s:?}; expected on-premises or partner"))
-        })
-    }
-}
-
-/// A duration written as `60s`, `10s`, `24h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim())
-            .map(Dur)
-            .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e} (write e.g. 10s, 5m, 24h)")))
-    }
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDefaults {
-    interval: Option<Spanned<Dur>>,
-    timeout: Option<Spanned<Dur>>,
-    helo: Option<Spanned<String>>,
-    message_expiration: Option<Spanned<Dur>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDns {
-    #[serde(default)]
-    servers: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawTrust {
-    #[serde(default)]
-    extra_ca_files: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConnector {
-    name: Spanned<String>,
-    #[serde(default)]
-    enabled: Option<bool>,
-    #[serde(default)]
-    connector_type: Option<ConnectorType>,
-    #[serde(default)]
-    use_mx_record: Option<Spanned<bool>>,
-    #[serde(default)]
-    smart_hosts: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    recipient_domains: Option<Spanned<Vec<String>>>,
-    /// Concrete domains to probe when recipient_domains holds wildcards.
-    #[serde(default)]
-    sample_domains: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    tls_settings: Option<Spanned<TlsSettings>>,
-    #[serde(default)]
-    tls_domain: Option<Spanned<String>>,
-    /// Lab only: Exchange Online always uses 25.
-    #[serde(default)]
-    port: Option<Spanned<u16>>,
-    #[serde(default)]
-    interval: Option<Spanned<Dur>>,
-    #[serde(default)]
-    timeout: Option<Spanned<Dur>>,
-    #[serde(default)]
-    helo: Option<Spanned<String>>,
-    #[serde(default)]
-    test_mode: Option<bool>,
-    #[serde(default)]
-    comment: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    defaults: RawDefaults,
-    #[serde(default)]
-    dns: RawDns,
-    #[serde(default)]
-    trust: RawTrust,
-    #[serde(default)]
-    max_concurrent_probes: Option<Spanned<usize>>,
-    connectors: Spanned<Vec<Spanned<RawConnector>>>,
-}
-
-/// A validated connector.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Connector {
-    pub name: String,
-    pub enabled: bool,
-    pub connector_type: ConnectorType,
-    pub routing: Routing,
-    /// The connector's own recipient domains (may hold wildcards), for display.
-    pub recipient_domains: Vec<String>,
-    pub tls_settings: TlsSettings,
-    pub tls_domain: Option<String>,
-    pub port: u16,
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    pub helo: String,
-    pub test_mode: bool,
-    /// Free text for admins (the importer writes the connector's comment here).
-    pub comment: Option<String>,
-}
-
-/// Where Exchange Online sends the connector's mail.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind", content = "targets")]
-pub enum Routing {
-    /// Smart hosts (FQDN or IP literal), tried in the order given.
-    SmartHosts(Vec<HostPort>),
-    /// MX of each domain.
-    Mx(Vec<String>),
-}
-
-impl Routing {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Routing::SmartHosts(_) => "smart_host",
-            Routing::Mx(_) => "mx",
-        }
-    }
-}
-
-/// A smart host with an optional explicit port (labs only).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HostPort {
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-impl HostPort {
-    /// Parses `name`, `name:port`, `1.2.3.4`, `1.2.3.4:25`, `[::1]:25`, `::1`.
-    pub fn parse(s: &str) -> Result<HostPort, String> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err("empty host".into());
-        }
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(HostPort {
-                host: ip.to_string(),
-                port: None,
-            });
-        }
-        if let Ok(sa) = s.parse::<SocketAddr>() {
-            return Ok(HostPort {
-                host: sa.ip().to_string(),
-                port: Some(sa.port()),
-            });
-        }
-        let (host, port) = match s.rsplit_once(':') {
-            Some((h, p)) => {
-                let port = p.parse::<u16>().map_err(|_| format!("bad port in {s:?}"))?;
-                if port == 0 {
-                    return Err(format!("port 0 in {s:?}"));
-                }
-                (h, Some(port))
-            }
-            None => (s, None),
-        };
-        validate_hostname(host)?;
-        Ok(HostPort {
-            host: host.trim_end_matches('.').to_ascii_lowercase(),
-            port,
-        })
-    }
-
-    pub fn ip(&self) -> Option<IpAddr> {
-        self.host.parse().ok()
-    }
-}
-
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.ip(), self.port) {
-            (Some(IpAddr::V6(ip)), Some(p)) => write!(f, "[{ip}]:{p}"),
-            (_, Some(p)) => write!(f, "{}:{p}", self.host),
-            (_, None) => f.write_str(&self.host),
-        }
-    }
-}
-
-/// Checks a DNS host name (letters, digits, hyphens, dots; labels of 1..=63; total <= 253).
-pub fn validate_hostname(name: &str) -> Result<(), String> {
-    let n = name.trim_end_matches('.');
-    if n.is_empty() || n.len() > 253 {
-        return Err(format!("{name:?} is not a valid host name"));
-    }
-    for label in n.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!("{name:?} is not a valid host name"));
-        }
-    }
-    Ok(())
-}
-
-/// Checks a domain pattern: a host name, optionally starting with `*.`.
-fn validate_domain_pattern(name: &str) -> Result<(), String> {
-    if name == "*" {
-        return Ok(());
-    }
-    validate_hostname(name.strip_prefix("*.").unwrap_or(name))
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -349,7 +30,7 @@ pub struct Config {
 pub struct Defaults {
     pub interval: Duration,
     pub timeout: Duration,
-    pub helo: String,
+    pub helo: HostName,
     pub message_expiration: Duration,
 }
 
@@ -365,12 +46,12 @@ impl Default for Defaults {
 }
 
 /// EHLO name when none is configured: the machine's host name if it looks like an FQDN.
-pub fn default_helo() -> String {
+pub fn default_helo() -> HostName {
     std::fs::read_to_string("/etc/hostname")
         .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|h| h.contains('.') && validate_hostname(h).is_ok())
-        .unwrap_or_else(|| "mailflow-exporter.invalid".to_string())
+        .filter(|h| h.trim().contains('.'))
+        .and_then(|h| HostName::parse(&h).ok())
+        .unwrap_or_else(HostName::fallback)
 }
 
 /// A config error that names where it is: `file:line:column: field: message`.
@@ -393,14 +74,14 @@ impl Ctx<'_> {
         &self,
         loc: &serde_saphyr::Location,
         field: impl Into<String>,
-        message: impl Into<String>,
+        message: impl ToString,
     ) -> Result<T, ConfigError> {
         Err(ConfigError {
             file: self.file.to_string(),
             line: loc.line(),
             column: loc.column(),
             field: field.into(),
-            message: message.into(),
+            message: message.to_string(),
         })
     }
 }
@@ -438,10 +119,7 @@ impl Config {
             defaults.timeout = d.value.0;
         }
         if let Some(h) = &raw.defaults.helo {
-            if let Err(m) = validate_hostname(&h.value) {
-                return ctx.err(&h.referenced, "defaults.helo", m);
-            }
-            defaults.helo = h.value.clone();
+            defaults.helo = HostName::parse(&h.value).or_else(|m| ctx.err(&h.referenced, "defaults.helo", m))?;
         }
         if let Some(d) = &raw.defaults.message_expiration {
             if d.value.0 < MIN_EXPIRATION || d.value.0 > MAX_EXPIRATION {
@@ -456,17 +134,13 @@ impl Config {
 
         let mut dns_servers = Vec::new();
         for (i, s) in raw.dns.servers.iter().enumerate() {
-            let v = s.value.trim();
-            let parsed = v
-                .parse::<SocketAddr>()
-                .or_else(|_| v.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
-            match parsed {
-                Ok(sa) => dns_servers.push(sa),
-                Err(_) => {
+            match parse_dns_server(&s.value) {
+                Some(sa) => dns_servers.push(sa),
+                None => {
                     return ctx.err(
                         &s.referenced,
                         format!("dns.servers[{i}]"),
-                        format!("{v:?} is not IP or IP:PORT"),
+                        format!("{:?} is not IP or IP:PORT", s.value.trim()),
                     );
                 }
             }
@@ -496,11 +170,11 @@ impl Config {
         let mut connectors: Vec<Connector> = Vec::new();
         for (i, c) in raw.connectors.value.iter().enumerate() {
             let conn = build_connector(&ctx, i, c, &defaults)?;
-            if connectors.iter().any(|o| o.name == conn.name) {
+            if connectors.iter().any(|o| o.name() == conn.name()) {
                 return ctx.err(
                     &c.value.name.referenced,
                     format!("connectors[{i}].name"),
-                    format!("duplicate connector name {:?}", conn.name),
+                    format!("duplicate connector name {:?}", conn.name()),
                 );
             }
             connectors.push(conn);
@@ -517,12 +191,24 @@ impl Config {
     }
 
     pub fn connector(&self, name: &str) -> Option<&Connector> {
-        self.connectors.iter().find(|c| c.name == name)
+        self.connectors.iter().find(|c| c.name() == name)
     }
 }
 
+/// `IP` (port 53) or `IP:PORT`.
+pub fn parse_dns_server(s: &str) -> Option<SocketAddr> {
+    let v = s.trim();
+    v.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| v.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+/// The per-step timeout's bounds, shared with `check --timeout`.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
 fn check_timeout(ctx: &Ctx, d: &Spanned<Dur>, field: &str) -> Result<(), ConfigError> {
-    if d.value.0 < Duration::from_millis(100) || d.value.0 > Duration::from_secs(300) {
+    if d.value.0 < MIN_TIMEOUT || d.value.0 > MAX_TIMEOUT {
         return ctx.err(&d.referenced, field, "must be between 100ms and 5m");
     }
     Ok(())
@@ -536,10 +222,7 @@ fn build_connector(
 ) -> Result<Connector, ConfigError> {
     let c = &sc.value;
     let f = |name: &str| format!("connectors[{i}].{name}");
-    let name = c.name.value.trim().to_string();
-    if name.is_empty() || name.chars().count() > 128 || name.chars().any(|ch| ch.is_control()) {
-        return ctx.err(&c.name.referenced, f("name"), "must be 1-128 printable characters");
-    }
+    let name = ConnectorName::parse(&c.name.value).or_else(|m| ctx.err(&c.name.referenced, f("name"), m))?;
     let tls_settings = c.tls_settings.as_ref().map(|t| t.value).unwrap_or_default();
     let tls_domain = match &c.tls_domain {
         Some(td) => {
@@ -550,11 +233,7 @@ fn build_connector(
                     "tls_domain is only used with tls_settings: domain-validation",
                 );
             }
-            let v = td.value.trim().trim_end_matches('.').to_ascii_lowercase();
-            if let Err(m) = validate_domain_pattern(&v) {
-                return ctx.err(&td.referenced, f("tls_domain"), m);
-            }
-            Some(v)
+            Some(DomainPattern::parse(&td.value).or_else(|m| ctx.err(&td.referenced, f("tls_domain"), m))?)
         }
         None => None,
     };
@@ -562,21 +241,14 @@ fn build_connector(
     let mut recipient_domains = Vec::new();
     if let Some(rd) = &c.recipient_domains {
         for d in &rd.value {
-            let v = d.trim().trim_end_matches('.').to_ascii_lowercase();
-            if let Err(m) = validate_domain_pattern(&v) {
-                return ctx.err(&rd.referenced, f("recipient_domains"), m);
-            }
-            recipient_domains.push(v);
+            recipient_domains
+                .push(DomainPattern::parse(d).or_else(|m| ctx.err(&rd.referenced, f("recipient_domains"), m))?);
         }
     }
     let mut sample_domains = Vec::new();
     if let Some(sd) = &c.sample_domains {
         for d in &sd.value {
-            let v = d.trim().trim_end_matches('.').to_ascii_lowercase();
-            if let Err(m) = validate_hostname(&v) {
-                return ctx.err(&sd.referenced, f("sample_domains"), m);
-            }
-            sample_domains.push(v);
+            sample_domains.push(HostName::parse(d).or_else(|m| ctx.err(&sd.referenced, f("sample_domains"), m))?);
         }
     }
 
@@ -591,11 +263,7 @@ fn build_connector(
                 "smart_hosts are ignored with use_mx_record: true; set use_mx_record: false",
             );
         }
-        let mut domains: Vec<String> = recipient_domains
-            .iter()
-            .filter(|d| !d.starts_with('*'))
-            .cloned()
-            .collect();
+        let mut domains: Vec<HostName> = recipient_domains.iter().filter_map(|d| d.concrete().cloned()).collect();
         for d in &sample_domains {
             if !domains.contains(d) {
                 domains.push(d.clone());
@@ -630,12 +298,12 @@ fn build_connector(
         };
         let mut hosts = Vec::new();
         for (j, h) in sh.value.iter().enumerate() {
-            let hp = HostPort::parse(h)
-                .or_else(|m| ctx.err(&sh.referenced, format!("connectors[{i}].smart_hosts[{j}]"), m))?;
+            let field = format!("connectors[{i}].smart_hosts[{j}]");
+            let hp = HostPort::parse(h).or_else(|m| ctx.err(&sh.referenced, field.clone(), m))?;
             if hp.port.is_some() {
                 return ctx.err(
                     &sh.referenced,
-                    format!("connectors[{i}].smart_hosts[{j}]"),
+                    field,
                     "Exchange Online always uses port 25; use the connector's `port:` field in a lab",
                 );
             }
@@ -664,28 +332,25 @@ fn build_connector(
         None => defaults.timeout,
     };
     let helo = match &c.helo {
-        Some(h) => {
-            if let Err(m) = validate_hostname(&h.value) {
-                return ctx.err(&h.referenced, f("helo"), m);
-            }
-            h.value.clone()
-        }
+        Some(h) => HostName::parse(&h.value).or_else(|m| ctx.err(&h.referenced, f("helo"), m))?,
         None => defaults.helo.clone(),
     };
     Ok(Connector {
-        name,
         enabled: c.enabled.unwrap_or(true),
         connector_type: c.connector_type.unwrap_or_default(),
-        routing,
-        recipient_domains,
-        tls_settings,
-        tls_domain,
-        port,
         interval,
-        timeout,
-        helo,
         test_mode: c.test_mode.unwrap_or(false),
         comment: c.comment.clone(),
+        probe: ProbeSpec {
+            connector: name.as_str().to_string(),
+            routing,
+            port,
+            recipient_domains,
+            tls_settings,
+            tls_domain,
+            helo,
+            timeout,
+        },
     })
 }
 
@@ -743,35 +408,36 @@ connectors:
     tls_settings: EncryptionOnly
 "#;
 
+    fn host(s: &str) -> HostName {
+        HostName::parse(s).expect("host name")
+    }
+
     #[test]
     fn parses_the_documented_example() {
         let c = parse(GOOD).expect("valid");
         assert_eq!(c.connectors.len(), 2);
-        let a = &c.connectors[0];
+        let a = &c.connectors[0].probe;
         assert_eq!(a.tls_settings, TlsSettings::DomainValidation);
-        assert_eq!(a.tls_domain.as_deref(), Some("*.contoso.com"));
+        assert_eq!(
+            a.tls_domain.as_ref().map(|d| d.to_string()).as_deref(),
+            Some("*.contoso.com")
+        );
         assert_eq!(
             a.routing,
             Routing::SmartHosts(vec![
-                HostPort {
-                    host: "mail.contoso.com".into(),
-                    port: None
-                },
-                HostPort {
-                    host: "203.0.113.5".into(),
-                    port: None
-                }
+                HostPort::name(host("mail.contoso.com"), None),
+                HostPort::ip("203.0.113.5".parse().expect("ip"), None),
             ])
         );
         assert_eq!(a.port, 25);
-        assert_eq!(a.helo, "probe.example.net");
+        assert_eq!(a.helo.as_str(), "probe.example.net");
         assert_eq!(c.dns_servers, vec!["127.0.0.53:53".parse().expect("sa")]);
         let b = &c.connectors[1];
-        assert_eq!(b.tls_settings, TlsSettings::EncryptionOnly);
+        assert_eq!(b.probe.tls_settings, TlsSettings::EncryptionOnly);
         assert_eq!(b.connector_type, ConnectorType::Partner);
         assert_eq!(
-            b.routing,
-            Routing::Mx(vec!["fabrikam.com".into(), "eu.fabrikam.net".into()])
+            b.probe.routing,
+            Routing::Mx(vec![host("fabrikam.com"), host("eu.fabrikam.net")])
         );
     }
 
@@ -848,23 +514,16 @@ connectors:
     }
 
     #[test]
-    fn hostport_forms() {
-        assert_eq!(
-            HostPort::parse("[::1]:2525"),
-            Ok(HostPort {
-                host: "::1".into(),
-                port: Some(2525)
-            })
+    fn names_are_counted_in_characters() {
+        let ok = format!(
+            "connectors:\n  - name: \"{}\"\n    recipient_domains: [a.test]\n",
+            "é".repeat(128)
         );
-        assert_eq!(
-            HostPort::parse("Mail.Test:26"),
-            Ok(HostPort {
-                host: "mail.test".into(),
-                port: Some(26)
-            })
-        );
-        assert_eq!(HostPort::parse("127.0.0.1").map(|h| h.port), Ok(None));
-        assert!(HostPort::parse("bad host").is_err());
-        assert!(HostPort::parse("x.test:0").is_err());
+        assert!(parse(&ok).is_ok());
+        let e = expect_err(&format!(
+            "connectors:\n  - name: \"{}\"\n    recipient_domains: [a.test]\n",
+            "é".repeat(129)
+        ));
+        assert_eq!(e.field, "connectors[0].name");
     }
 }

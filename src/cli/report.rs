@@ -1,8 +1,8 @@
 //! Human and machine renderings of a probe report. JSON is a contract other tools drive;
 //! text is for an admin at a terminal (colour only when stdout is one).
 
-use crate::code::Code;
 use crate::probe::ProbeReport;
+use crate::taxonomy::Code;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 

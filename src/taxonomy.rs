@@ -137,6 +137,24 @@ impl Code {
         }
     }
 
+    /// The per-code alert in `alerts/` (`Mailflow` + the title in CamelCase).
+    pub fn alert_name(self) -> &'static str {
+        match self {
+            Code::DnsQueryFailed => "MailflowDnsQueryFailed",
+            Code::ConnectionTimedOut => "MailflowConnectionTimedOut",
+            Code::ConnectionRefused => "MailflowConnectionRefused",
+            Code::CannotConnect => "MailflowCannotConnect",
+            Code::ConnectionClosedAbruptly => "MailflowConnectionClosedAbruptly",
+            Code::CertificateValidationFailed => "MailflowCertificateValidationFailed",
+            Code::Other => "MailflowOtherDeliveryFailure",
+        }
+    }
+
+    /// The runbook's path in this repository.
+    pub fn runbook(self) -> String {
+        format!("docs/runbooks/{}.md", self.as_str())
+    }
+
     /// The Exchange-style line prefix, e.g. `450 4.4.316`.
     pub fn smtp_prefix(self) -> &'static str {
         match self {
@@ -321,6 +339,60 @@ impl fmt::Display for Reason {
     }
 }
 
+/// The taxonomy as data (`mailflow-exporter codes --output json`, `docs/codes.json`).
+#[derive(Debug, Serialize)]
+pub struct Catalog {
+    pub codes: Vec<CodeEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CodeEntry {
+    pub code: Code,
+    pub smtp_prefix: &'static str,
+    pub title: &'static str,
+    pub alert: &'static str,
+    pub runbook: String,
+    pub causes: &'static [&'static str],
+    pub fix: &'static str,
+    pub reasons: Vec<ReasonEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReasonEntry {
+    pub reason: Reason,
+    pub description: &'static str,
+}
+
+pub fn catalog() -> Catalog {
+    Catalog {
+        codes: Code::ALL
+            .into_iter()
+            .map(|code| CodeEntry {
+                code,
+                smtp_prefix: code.smtp_prefix(),
+                title: code.title(),
+                alert: code.alert_name(),
+                runbook: code.runbook(),
+                causes: code.causes(),
+                fix: code.fix(),
+                reasons: Reason::ALL
+                    .into_iter()
+                    .filter(|r| r.code() == code)
+                    .map(|reason| ReasonEntry {
+                        reason,
+                        description: reason.describe(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// [`catalog`] as pretty JSON, exactly as `docs/codes.json` holds it (without the final newline).
+pub fn catalog_json() -> String {
+    serde_json::to_string_pretty(&catalog()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +406,16 @@ mod tests {
             assert_eq!(Code::parse(code.as_str()), Some(code));
             assert!(code.smtp_prefix().starts_with("450 4."));
         }
+    }
+
+    #[test]
+    fn catalog_lists_every_code_and_reason_once() {
+        let c = catalog();
+        assert_eq!(c.codes.len(), Code::ALL.len());
+        let reasons: usize = c.codes.iter().map(|e| e.reasons.len()).sum();
+        assert_eq!(reasons, Reason::ALL.len());
+        let json = catalog_json();
+        assert!(json.contains("\"4.4.316\"") && json.contains("\"refused\""));
     }
 
     #[test]

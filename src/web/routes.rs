@@ -1,77 +1,22 @@
-//! The HTTP face of the agent: `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/-/reload` and
-//! the status page at `/`. Handlers stay tiny; the work is in the agent.
+//! The routes: `/metrics`, `/probe`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/status` and
+//! the status page at `/`. Each handler only reads the agent and renders.
 
-use crate::agent::Agent;
-use crate::config::{HostPort, Routing, TlsSettings};
-use crate::metrics::{Scrape, encode_openmetrics, to_prometheus_text};
-use crate::probe::{ProbeSpec, Prober};
+use super::HttpOptions;
+use super::metrics::{Scrape, encode_openmetrics, to_prometheus_text};
+use crate::agent::{Agent, ConnectorState};
+use crate::config::{Connector, DomainPattern, HostPort, ProbeSpec, Routing, TlsSettings};
+use crate::probe::Prober;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-const MAX_CONNECTIONS: usize = 256;
 const MAX_BODY: usize = 4096;
 
-pub struct HttpOptions {
-    /// `/probe?target=…` probes arbitrary hosts; off by default because an open prober is a
-    /// port scanner.
-    pub enable_adhoc_probes: bool,
-    pub demo_note: Option<String>,
-}
-
-struct Ctx {
-    agent: Arc<Agent>,
-    opts: HttpOptions,
-}
-
-/// Serves until the agent's shutdown token fires, then drains connections (bounded wait).
-pub async fn serve(listener: TcpListener, agent: Arc<Agent>, opts: HttpOptions) {
-    let ctx = Arc::new(Ctx {
-        agent: agent.clone(),
-        opts,
-    });
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let token = agent.shutdown.clone();
-    loop {
-        let (stream, _peer) = tokio::select! {
-            _ = token.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            drop(stream); // over the connection cap: shed load
-            continue;
-        };
-        let ctx = ctx.clone();
-        let svc = hyper::service::service_fn(move |req| {
-            let ctx = ctx.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&ctx, req).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+pub(super) struct Ctx {
+    pub agent: Arc<Agent>,
+    pub opts: HttpOptions,
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
@@ -87,7 +32,7 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
     r
 }
 
-async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(super) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query().unwrap_or(""));
     let openmetrics = req
@@ -121,11 +66,11 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         (_, "/-/reload") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
         (&Method::GET | &Method::HEAD, "/") => {
-            let page = crate::status_view::render(&ctx.agent, ctx.opts.demo_note.clone());
-            respond(StatusCode::OK, "text/html; charset=utf-8", page)
+            let page = super::status::render(&ctx.agent, ctx.opts.demo_note.clone());
+            respond(StatusCode::OK, super::status::CONTENT_TYPE, page)
         }
         (&Method::GET, "/api/status") => {
-            let body = crate::status_view::json(&ctx.agent);
+            let body = super::status::json(&ctx.agent);
             respond(StatusCode::OK, "application/json", body)
         }
         _ => text(
@@ -163,7 +108,7 @@ async fn probe(ctx: &Ctx, query: &[(String, String)], openmetrics: bool) -> Resp
             );
         };
         if json {
-            return respond(StatusCode::OK, "application/json", crate::report::json(&report));
+            return respond(StatusCode::OK, "application/json", report.to_json());
         }
         let connectors = ctx.agent.connector_state(name).into_iter().collect();
         return metrics_response(
@@ -205,7 +150,16 @@ async fn adhoc(
         Some(Some(t)) => t,
         Some(None) => return text(StatusCode::BAD_REQUEST, "bad tls_settings\n"),
     };
+    let tls_domain = match tls_domain.filter(|_| tls_settings == TlsSettings::DomainValidation) {
+        None => None,
+        Some(d) => match DomainPattern::parse(d) {
+            Ok(d) => Some(d),
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("tls_domain: {e}\n")),
+        },
+    };
     let cfg = ctx.agent.config();
+    // A fresh prober without the config's extra CA files: an ad-hoc probe judges a host the way
+    // Exchange Online would, by public CAs only.
     let prober = match Prober::new(crate::probe::ProberOptions {
         dns_servers: cfg.dns_servers.clone(),
         ..Default::default()
@@ -213,38 +167,28 @@ async fn adhoc(
         Ok(p) => p,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     };
-    let spec = ProbeSpec {
-        connector: format!("adhoc:{hp}"),
-        routing: Routing::SmartHosts(vec![hp]),
-        port: 25,
-        recipient_domains: vec![],
-        tls_settings,
-        tls_domain: tls_domain
-            .filter(|_| tls_settings == TlsSettings::DomainValidation)
-            .map(str::to_string),
-        helo: cfg.defaults.helo.clone(),
-        timeout: cfg.defaults.timeout,
-    };
-    let report = prober.probe(&spec).await;
-    if json {
-        return respond(StatusCode::OK, "application/json", crate::report::json(&report));
-    }
-    let connector = crate::config::Connector {
-        name: spec.connector.clone(),
+    let connector = Connector {
         enabled: true,
         connector_type: Default::default(),
-        routing: spec.routing.clone(),
-        recipient_domains: vec![],
-        tls_settings,
-        tls_domain: spec.tls_domain.clone(),
-        port: 25,
         interval: cfg.defaults.interval,
-        timeout: cfg.defaults.timeout,
-        helo: spec.helo.clone(),
         test_mode: false,
         comment: None,
+        probe: ProbeSpec {
+            connector: format!("adhoc:{hp}"),
+            routing: Routing::SmartHosts(vec![hp]),
+            port: 25,
+            recipient_domains: vec![],
+            tls_settings,
+            tls_domain,
+            helo: cfg.defaults.helo.clone(),
+            timeout: cfg.defaults.timeout,
+        },
     };
-    let mut st = crate::agent::ConnectorState::new(connector, cfg.defaults.message_expiration);
+    let report = prober.probe(&connector.probe).await;
+    if json {
+        return respond(StatusCode::OK, "application/json", report.to_json());
+    }
+    let mut st = ConnectorState::new(connector, cfg.defaults.message_expiration);
     let now = ctx.agent.clock.now();
     st.record(report, now);
     metrics_response(
@@ -259,55 +203,10 @@ async fn adhoc(
 
 /// `a=b&c=d` with percent-decoding and `+` as space; bounded to 16 pairs.
 pub fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
+    form_urlencoded::parse(q.as_bytes())
         .take(16)
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Binds the listen address (`:10325` means all interfaces).
-pub async fn bind(addr: &str) -> Result<TcpListener, String> {
-    let a = if let Some(port) = addr.strip_prefix(':') {
-        format!("0.0.0.0:{port}")
-    } else {
-        addr.to_string()
-    };
-    let sa: SocketAddr = a
-        .parse()
-        .map_err(|_| format!("--web.listen-address {addr:?}: expected HOST:PORT or :PORT"))?;
-    TcpListener::bind(sa)
-        .await
-        .map_err(|e| format!("--web.listen-address {addr}: {e}"))
 }
 
 #[cfg(test)]

@@ -1,0 +1,368 @@
+//! Per-connector state: what the probes found, folded into counters, histograms, the
+//! certificates last seen, the recent-probe history and the queue clock. Pure data and pure
+//! functions of it, so they are tested without sockets or a runtime.
+
+use crate::config::Connector;
+use crate::probe::tls::CertSummary;
+use crate::probe::{Phase, ProbeReport, TlsInfo};
+use crate::taxonomy::{Code, Reason};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Upper bounds of the phase-latency histogram, in seconds.
+pub const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Phases that get a latency histogram (plus `total`).
+pub const HISTOGRAM_PHASES: [Phase; 6] = [
+    Phase::Dns,
+    Phase::Connect,
+    Phase::Banner,
+    Phase::Ehlo,
+    Phase::Starttls,
+    Phase::TlsHandshake,
+];
+
+const RECENT_FAILED: usize = 50;
+const RECENT_OK: usize = 10;
+
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Per-bucket (not cumulative) counts, one per entry of BUCKETS, plus +Inf.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len() + 1];
+        }
+        let i = BUCKETS.iter().position(|b| v <= *b).unwrap_or(BUCKETS.len());
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.counts.iter().copied().chain(std::iter::repeat(0)))
+            .collect()
+    }
+}
+
+/// Per probe: did any address of the host accept, else the last failure seen.
+type HostOutcome = (bool, Option<(Code, Reason)>);
+
+#[derive(Debug, Clone, Default)]
+pub struct HostStats {
+    pub probes: u64,
+    pub failures: BTreeMap<(Code, Reason), u64>,
+    pub last_success: Option<bool>,
+    /// Last chain this host presented (kept while later probes fail before TLS).
+    pub certs: Vec<CertSummary>,
+    pub tls: Option<TlsInfo>,
+}
+
+/// One entry of the recent-probe history (the status page shows these).
+#[derive(Debug, Clone)]
+pub struct Recent {
+    pub at: SystemTime,
+    pub delivered: bool,
+    pub code: Option<Code>,
+    pub reason: Option<Reason>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectorState {
+    pub connector: Connector,
+    pub expiration: Duration,
+    pub hosts: BTreeMap<String, HostStats>,
+    /// Phase name (`dns`, …, `total`) → latency histogram.
+    pub durations: BTreeMap<&'static str, Histogram>,
+    pub last: Option<Arc<ProbeReport>>,
+    pub last_at: Option<SystemTime>,
+    pub failing_since: Option<SystemTime>,
+    pub recent_failed: VecDeque<Recent>,
+    pub recent_ok: VecDeque<Recent>,
+}
+
+impl ConnectorState {
+    pub fn new(connector: Connector, expiration: Duration) -> Self {
+        ConnectorState {
+            connector,
+            expiration,
+            hosts: BTreeMap::new(),
+            durations: BTreeMap::new(),
+            last: None,
+            last_at: None,
+            failing_since: None,
+            recent_failed: VecDeque::new(),
+            recent_ok: VecDeque::new(),
+        }
+    }
+
+    /// Folds one probe into the state. Returns true when the failure streak started or ended.
+    pub fn record(&mut self, report: ProbeReport, at: SystemTime) -> bool {
+        // Per host: delivered if any of its addresses accepted; else the last failure counts.
+        let mut per_host: BTreeMap<&str, HostOutcome> = BTreeMap::new();
+        for a in &report.attempts {
+            let e = per_host.entry(a.host.as_str()).or_insert((false, None));
+            if a.delivered {
+                e.0 = true;
+            } else if let (Some(c), Some(r)) = (a.code, a.reason) {
+                e.1 = Some((c, r));
+            }
+        }
+        for (host, (ok, fail)) in per_host {
+            let h = self.hosts.entry(host.to_string()).or_default();
+            h.probes += 1;
+            h.last_success = Some(ok);
+            if !ok && let Some(k) = fail {
+                *h.failures.entry(k).or_insert(0) += 1;
+            }
+        }
+        for a in &report.attempts {
+            if let Some(h) = self.hosts.get_mut(&a.host) {
+                if !a.certificates.is_empty() {
+                    h.certs = a.certificates.clone();
+                }
+                if let Some(t) = &a.tls {
+                    h.tls = Some(t.clone());
+                }
+            }
+            for p in HISTOGRAM_PHASES {
+                if let Some(s) = a.durations.get(&p) {
+                    self.durations.entry(p.as_str()).or_default().observe(*s);
+                }
+            }
+        }
+        self.durations
+            .entry("total")
+            .or_default()
+            .observe(report.duration_seconds);
+
+        let was_failing = self.failing_since.is_some();
+        if report.delivered {
+            self.failing_since = None;
+        } else if self.failing_since.is_none() {
+            self.failing_since = Some(at);
+        }
+        let entry = Recent {
+            at,
+            delivered: report.delivered,
+            code: report.code,
+            reason: report.reason,
+            message: report.message.clone(),
+        };
+        let (list, cap) = if report.delivered {
+            (&mut self.recent_ok, RECENT_OK)
+        } else {
+            (&mut self.recent_failed, RECENT_FAILED)
+        };
+        list.push_front(entry);
+        list.truncate(cap);
+        self.last = Some(Arc::new(report));
+        self.last_at = Some(at);
+        was_failing != self.failing_since.is_some()
+    }
+
+    pub fn delivered(&self) -> Option<bool> {
+        self.last.as_ref().map(|r| r.delivered)
+    }
+
+    /// The code now (None = never probed; Some(None) = delivered).
+    pub fn status(&self) -> Option<Option<Code>> {
+        self.last.as_ref().map(|r| r.code)
+    }
+
+    /// Age of the oldest message Exchange Online would now hold (0 when healthy).
+    pub fn queue_age(&self, now: SystemTime) -> Duration {
+        queue_age(self.failing_since, now, self.expiration)
+    }
+
+    pub fn time_left(&self, now: SystemTime) -> Duration {
+        self.expiration.saturating_sub(self.queue_age(now))
+    }
+}
+
+/// Messages older than the expiration have bounced already, so the oldest one still held is
+/// at most `expiration` old.
+pub fn queue_age(failing_since: Option<SystemTime>, now: SystemTime, expiration: Duration) -> Duration {
+    match failing_since {
+        None => Duration::ZERO,
+        Some(t) => now.duration_since(t).unwrap_or(Duration::ZERO).min(expiration),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::probe::tls::{CertPosition, CertSummary};
+    use crate::probe::{Attempt, ProbeError};
+    use std::path::Path;
+    use std::time::UNIX_EPOCH;
+
+    const CONFIG: &str = "connectors:\n  - name: a\n    use_mx_record: false\n    smart_hosts: [mx1.a.test, mx2.a.test]\n    recipient_domains: [a.test]\n";
+
+    fn connector() -> Connector {
+        let cfg = Config::parse(Path::new("t.yaml"), CONFIG).expect("config");
+        cfg.connectors[0].clone()
+    }
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    fn ok_attempt(host: &str) -> Attempt {
+        let mut a = Attempt::new("smart_hosts".into(), host.into(), None, Some([127, 0, 0, 1].into()), 25);
+        a.delivered = true;
+        a.durations.insert(Phase::Connect, 0.002);
+        a.tls = Some(TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+        });
+        a.certificates = vec![CertSummary {
+            position: CertPosition::Leaf,
+            subject: format!("CN={host}"),
+            subject_alt_names: vec![format!("DNS:{host}")],
+            issuer: "CN=ca".into(),
+            serial: "01".into(),
+            not_before: String::new(),
+            not_after: String::new(),
+            not_before_unix: 0,
+            not_after_unix: 2_000_000_000,
+            signature_algorithm: "ecdsa-with-SHA256".into(),
+            self_signed: false,
+        }];
+        a
+    }
+
+    fn failed_attempt(host: &str) -> Attempt {
+        let mut a = Attempt::new("smart_hosts".into(), host.into(), None, Some([127, 0, 0, 1].into()), 25);
+        a.fail(&ProbeError::ConnectRefused);
+        a
+    }
+
+    fn report(attempts: Vec<Attempt>) -> ProbeReport {
+        let delivered = attempts.iter().any(|a| a.delivered);
+        let last_failed = attempts.iter().rposition(|a| !a.delivered);
+        let (code, reason) = match (delivered, last_failed.and_then(|i| attempts.get(i))) {
+            (false, Some(a)) => (a.code, a.reason),
+            _ => (None, None),
+        };
+        ProbeReport {
+            connector: "a".into(),
+            delivered,
+            code,
+            reason,
+            phase: None,
+            message: if delivered {
+                "ok".into()
+            } else {
+                "450 4.4.316 Connection refused".into()
+            },
+            tls_settings: Default::default(),
+            routing: "smart_host",
+            started_at: t(0),
+            duration_seconds: 0.01,
+            warnings: vec![],
+            attempts,
+            reported: if delivered { Some(0) } else { last_failed },
+        }
+    }
+
+    #[test]
+    fn record_counts_hosts_codes_and_keeps_the_last_chain() {
+        let mut st = ConnectorState::new(connector(), Duration::from_secs(86_400));
+        assert_eq!(st.status(), None, "never probed");
+        assert!(!st.record(
+            report(vec![ok_attempt("mx1.a.test"), failed_attempt("mx2.a.test")]),
+            t(0)
+        ));
+        assert_eq!(st.status(), Some(None), "delivered: one host accepted");
+        let mx1 = &st.hosts["mx1.a.test"];
+        assert_eq!((mx1.probes, mx1.last_success), (1, Some(true)));
+        assert_eq!(mx1.certs.len(), 1);
+        assert_eq!(mx1.tls.as_ref().map(|t| t.version.as_str()), Some("TLSv1.3"));
+        let mx2 = &st.hosts["mx2.a.test"];
+        assert_eq!(mx2.failures.get(&(Code::ConnectionRefused, Reason::Refused)), Some(&1));
+
+        // A later probe failing before TLS keeps the chain last seen (certificate gauges stay).
+        assert!(
+            st.record(report(vec![failed_attempt("mx1.a.test")]), t(60)),
+            "streak starts"
+        );
+        assert_eq!(st.hosts["mx1.a.test"].certs.len(), 1);
+        assert_eq!(st.hosts["mx1.a.test"].last_success, Some(false));
+        assert_eq!(st.status(), Some(Some(Code::ConnectionRefused)));
+        assert_eq!(st.durations["connect"].count, 1);
+        assert_eq!(st.durations["total"].count, 2);
+    }
+
+    #[test]
+    fn queue_clock_starts_at_the_first_failure_and_resets_on_delivery() {
+        let day = Duration::from_secs(86_400);
+        let mut st = ConnectorState::new(connector(), day);
+        assert!(st.record(report(vec![failed_attempt("mx1.a.test")]), t(100)));
+        assert!(
+            !st.record(report(vec![failed_attempt("mx1.a.test")]), t(160)),
+            "still the same streak"
+        );
+        assert_eq!(st.failing_since, Some(t(100)));
+        assert_eq!(st.queue_age(t(3700)), Duration::from_secs(3600));
+        assert_eq!(st.time_left(t(3700)), day - Duration::from_secs(3600));
+        assert_eq!(st.queue_age(t(100) + 2 * day), day, "capped: older mail has bounced");
+        assert_eq!(st.time_left(t(100) + 2 * day), Duration::ZERO);
+        assert!(st.record(report(vec![ok_attempt("mx1.a.test")]), t(200)), "streak ends");
+        assert_eq!(st.failing_since, None);
+        assert_eq!(st.queue_age(t(300)), Duration::ZERO);
+    }
+
+    #[test]
+    fn recent_history_is_bounded_per_outcome() {
+        let mut st = ConnectorState::new(connector(), Duration::from_secs(86_400));
+        for i in 0..200 {
+            st.record(report(vec![failed_attempt("mx1.a.test")]), t(i));
+            st.record(report(vec![ok_attempt("mx1.a.test")]), t(i));
+        }
+        assert_eq!(st.recent_failed.len(), RECENT_FAILED);
+        assert_eq!(st.recent_ok.len(), RECENT_OK);
+        assert_eq!(st.recent_failed.front().map(|r| r.at), Some(t(199)), "newest first");
+    }
+
+    #[test]
+    fn queue_age_is_capped_by_expiration() {
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(queue_age(None, t0, day), Duration::ZERO);
+        assert_eq!(
+            queue_age(Some(t0), t0 + Duration::from_secs(3600), day),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(queue_age(Some(t0), t0 + 2 * day, day), day);
+        // A clock that went backwards never yields a negative age.
+        assert_eq!(queue_age(Some(t0), t0 - Duration::from_secs(5), day), Duration::ZERO);
+    }
+
+    #[test]
+    fn histogram_buckets() {
+        let mut h = Histogram::default();
+        h.observe(0.004);
+        h.observe(0.3);
+        h.observe(100.0);
+        let b = h.buckets();
+        assert_eq!(b.len(), BUCKETS.len() + 1);
+        assert_eq!(b.iter().map(|x| x.1).sum::<u64>(), 3);
+        assert_eq!(b[0], (0.005, 1));
+        assert_eq!(b.last().map(|x| x.1), Some(1));
+    }
+}
