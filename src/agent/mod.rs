@@ -423,16 +423,21 @@ connectors:
             std::fs::write(&path, text).expect("write");
         };
         write(4);
+        let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let clock = Arc::new(clock::ManualClock::new(start));
         let agent = Agent::new(AgentOptions {
             config_path: path.clone(),
             storage: None,
-            clock: Arc::new(clock::SystemClock),
+            clock: clock.clone(),
             max_initial_spread: None,
         })
         .expect("agent");
         assert_eq!(agent.semaphore.available_permits(), 4);
+        assert_eq!(agent.reload_status().success_at, Some(start));
         write(2);
+        clock.advance(Duration::from_secs(90));
         agent.reload().expect("reload");
+        assert_eq!(agent.reload_status().success_at, Some(start + Duration::from_secs(90)));
         for _ in 0..100 {
             if agent.semaphore.available_permits() == 2 {
                 break;

@@ -110,10 +110,6 @@ impl DomainPattern {
         }
     }
 
-    pub fn is_wildcard(&self) -> bool {
-        self.concrete().is_none()
-    }
-
     /// Whether a concrete domain falls under this pattern.
     pub fn matches(&self, domain: &str) -> bool {
         let d = domain.trim_end_matches('.').to_ascii_lowercase();
@@ -222,13 +218,6 @@ impl HostPort {
         HostPort {
             host: Host::Name(name),
             port,
-        }
-    }
-
-    pub fn as_ip(&self) -> Option<IpAddr> {
-        match self.host {
-            Host::Ip(ip) => Some(ip),
-            Host::Name(_) => None,
         }
     }
 }

@@ -436,8 +436,7 @@ fn from_epoch_ms(ms: i64) -> Option<String> {
 }
 
 fn format_utc(t: time::OffsetDateTime) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    t.format(&fmt).unwrap_or_else(|_| t.to_string())
+    crate::timefmt::rfc3339_unix(t.unix_timestamp()).unwrap_or_else(|| t.to_string())
 }
 
 /// A connector as we will write it.

@@ -284,7 +284,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 }
 
 /// Maps an I/O error mid-dialogue to closed/reset (both 4.4.318).
-pub fn io_error(phase: Phase, e: &io::Error) -> ProbeError {
+pub(crate) fn io_error(phase: Phase, e: &io::Error) -> ProbeError {
     match e.kind() {
         io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
             ProbeError::Reset { phase }

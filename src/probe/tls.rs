@@ -112,7 +112,7 @@ fn sig_alg_name(oid: &str) -> String {
 }
 
 /// Summarises one DER certificate; `None` if it does not parse.
-pub fn summarize(der: &[u8], position: CertPosition) -> Option<CertSummary> {
+pub(crate) fn summarize(der: &[u8], position: CertPosition) -> Option<CertSummary> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let mut sans = Vec::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
