@@ -79,7 +79,7 @@ pub enum ImportError {
 /// -Encoding utf8`, PowerShell 7), or UTF-16 with a BOM (Windows PowerShell 5.1 `Out-File` / `>`).
 pub fn decode_export(bytes: &[u8]) -> Result<String, ImportError> {
     fn utf16(bytes: &[u8], le: bool) -> Result<String, ImportError> {
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(ImportError::Encoding("UTF-16 text with an odd number of bytes".into()));
         }
         let units = bytes.chunks_exact(2).map(|p| {
@@ -124,14 +124,14 @@ pub fn import_connectors(json: &str, opts: &ImportOptions) -> Result<Imported, I
             });
         };
         let mut c = read_connector(index, obj)?;
-        if let Some(g) = &c.guid {
-            if !guids.insert(g.to_ascii_lowercase()) {
-                warnings.push(format!(
-                    "connector at index {index} ({:?}): same Guid as an earlier connector; skipped as a duplicate",
-                    c.name
-                ));
-                continue;
-            }
+        if let Some(g) = &c.guid
+            && !guids.insert(g.to_ascii_lowercase())
+        {
+            warnings.push(format!(
+                "connector at index {index} ({:?}): same Guid as an earlier connector; skipped as a duplicate",
+                c.name
+            ));
+            continue;
         }
         if !c.enabled && !opts.include_disabled {
             skipped.push(c.name);

@@ -211,7 +211,7 @@ fn format_elapsed(d: Duration) -> String {
 /// The tenant's message expiration in whole hours when it is one (`24h`, not `1d`).
 fn format_expiration(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs > 0 && secs % HOUR == 0 {
+    if secs > 0 && secs.is_multiple_of(HOUR) {
         format!("{}h", secs / HOUR)
     } else {
         format_duration(d)
