@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks the alerting rules, their unit tests and the example Prometheus and Alertmanager
 # configurations. Runs from any directory; exits non-zero at the first failure.
-# Needs promtool (Debian: prometheus) and amtool (Debian: prometheus-alertmanager).
+# Needs promtool (Debian: prometheus), amtool (Debian: prometheus-alertmanager) and python3.
+# The codes, their per-code alert names and runbooks come from docs/codes.json (the taxonomy of
+# src/taxonomy.rs, regenerated with `cargo run -q -- codes --output json > docs/codes.json`).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,6 +11,8 @@ alerts="$repo/alerts"
 rules="$alerts/mailflow.rules.yml"
 prom_cfg="$repo/deploy/prometheus/prometheus.yml"
 am_cfg="$repo/deploy/alertmanager/alertmanager.yml"
+codes_json="$repo/docs/codes.json"
+regenerate="cargo run -q -- codes --output json > docs/codes.json"
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
@@ -16,6 +20,7 @@ die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 for tool in promtool amtool; do
   command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install prometheus prometheus-alertmanager)"
 done
+command -v python3 >/dev/null || die "python3 not found (it reads docs/codes.json)"
 
 say "promtool check rules"
 promtool check rules "$alerts"/*.rules.yml
@@ -56,21 +61,90 @@ declared=$(sed -n 's/^# *RUNBOOK_BASE = *//p' "$rules")
 [ "$declared" = "$bases" ] || die "RUNBOOK_BASE in the header of $rules ($declared) is not the base the links use ($bases)"
 echo "$bases"
 
-say "per-code alerts: muted by MailflowConnectorDown, runbook present"
-per_code=$(awk '/^ *- alert: /{name=$3} /^ *expr: mailflow:failing_host_reason:increase10m\{code="/{print name}' "$rules")
-[ "$(printf '%s\n' "$per_code" | grep -c .)" -eq 7 ] || die "expected 7 per-code alerts, found: $(echo $per_code)"
-for name in $per_code; do
-  grep -q "$name" "$am_cfg" || die "$name is missing from the inhibit rule in $am_cfg"
-done
-grep -q 'MailflowQueueAgeing' "$am_cfg" || die "MailflowQueueAgeing is missing from the inhibit rule"
-codes=$(grep -o 'increase10m{code="[^"]*"}' "$rules" | sed 's/.*code="\([^"]*\)".*/\1/' | sort -u)
-if [ -d "$repo/docs/runbooks" ]; then
-  for code in $codes; do
-    [ -f "$repo/docs/runbooks/$code.md" ] || die "docs/runbooks/$code.md is missing (linked from $rules)"
-  done
-  echo "docs/runbooks/{$(echo $codes | tr ' ' ',')}.md present"
-else
-  echo "warning: $repo/docs/runbooks does not exist; runbook links will be dead" >&2
-fi
+say "per-code alerts: one per code of docs/codes.json, muted by MailflowConnectorDown, runbook present"
+# docs/codes.json is the taxonomy of src/taxonomy.rs as data: code, per-code alert name, runbook path.
+catalog=$(python3 - "$codes_json" <<'PY'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as f:
+    doc = json.load(f)
+for c in doc["codes"]:
+    fields = [c["code"], c["alert"], c["runbook"]]
+    if not all(isinstance(v, str) and v and not any(ch.isspace() for ch in v) for v in fields):
+        sys.exit(f"bad entry: {fields!r}")
+    print(*fields, sep="\t")
+PY
+) || die "cannot read the codes from $codes_json (regenerate: $regenerate)"
+n_codes=$(printf '%s\n' "$catalog" | grep -c .) || true
+[ "$n_codes" -gt 0 ] || die "no codes in $codes_json (regenerate: $regenerate)"
+
+# Every alert of the rules file as: name TAB expr (on one line) TAB runbook_url (one-line form only).
+rules_alerts=$(awk '
+  function flush() { if (name != "") print name "\t" expr "\t" url; name = ""; expr = ""; url = ""; inexpr = 0 }
+  function indent(s) { return match(s, /[^ ]/) }
+  /^ *- (alert|record|name): / { flush(); if ($2 == "alert:") name = $3; next }
+  name == "" { next }
+  inexpr && (/^ *$/ || indent($0) > exprind) { line = $0; sub(/^ */, "", line); expr = expr " " line; next }
+  { inexpr = 0 }
+  /^ *expr:/ { inexpr = 1; exprind = indent($0); line = $0; sub(/^ *expr: */, "", line); expr = line; next }
+  /^ *runbook_url:/ { line = $0; sub(/^ *runbook_url: */, "", line); gsub(/"/, "", line); url = line; next }
+  END { flush() }
+' "$rules")
+# The per-code alerts: those that select one code of the per-host recording rule, as: name TAB code.
+per_code=$(printf '%s\n' "$rules_alerts" | awk -F'\t' '
+  index($2, "mailflow:failing_host_reason:increase10m{") {
+    e = $2; n = 0; code = ""
+    while (match(e, /(^|[^a-z_])code="[^"]*"/)) {
+      m = substr(e, RSTART, RLENGTH); sub(/^.*code="/, "", m); sub(/"$/, "", m)
+      code = m; n++; e = substr(e, RSTART + RLENGTH)
+    }
+    print $1 "\t" (n == 1 ? code : "?")
+  }')
+# The alert names the inhibit rule with source MailflowConnectorDown mutes (its alertname=~ list).
+muted=$(awk '
+  /^inhibit_rules:/ { on = 1; next }
+  on && /^[^ #]/ { on = 0 }
+  !on { next }
+  /^  - / { src = 0; tgt = 0 }
+  /source_matchers/ { tgt = 0 }
+  /target_matchers/ { tgt = 1 }
+  !tgt && /alertname *= *"?MailflowConnectorDown"?/ { src = 1 }
+  src && tgt {
+    line = $0
+    while (match(line, /alertname=~"[^"]*"/)) {
+      m = substr(line, RSTART + 12, RLENGTH - 13); n = split(m, a, "|")
+      for (i = 1; i <= n; i++) print a[i]
+      line = substr(line, RSTART + RLENGTH)
+    }
+  }' "$am_cfg")
+[ -n "$muted" ] || die "no inhibit rule with source MailflowConnectorDown and an alertname=~ target in $am_cfg"
+is_muted() { printf '%s\n' "$muted" | grep -qxF "$1"; }
+
+while IFS=$'\t' read -r code alert runbook; do
+  n=$(printf '%s\n' "$rules_alerts" | cut -f1 | grep -cxF "$alert") || true
+  [ "$n" -eq 1 ] || die "$code: expected exactly one alert $alert in $rules, found $n"
+  selects=$(printf '%s\n' "$per_code" | awk -F'\t' -v a="$alert" '$1 == a { print $2 }')
+  [ "$selects" = "$code" ] \
+    || die "$code: $alert must select mailflow:failing_host_reason:increase10m{code=\"$code\"}, its expr selects: ${selects:-no per-host code}"
+  others=$(printf '%s\n' "$per_code" | awk -F'\t' -v c="$code" -v a="$alert" '$2 == c && $1 != a { print $1 }')
+  [ -z "$others" ] || die "$code: per-code alerts other than $alert select it: $(echo $others)"
+  is_muted "$alert" || die "$alert ($code) is missing from the MailflowConnectorDown inhibit rule in $am_cfg"
+  [ -f "$repo/$runbook" ] || die "$code: $runbook is missing"
+  url=$(printf '%s\n' "$rules_alerts" | awk -F'\t' -v a="$alert" '$1 == a { print $3 }')
+  case "$url" in
+    */"$runbook") ;;
+    *) die "$alert ($code): runbook_url '$url' does not link to $runbook" ;;
+  esac
+  echo "$code -> $alert, inhibited, $runbook"
+done <<<"$catalog"
+
+# Per-code alerts for codes that docs/codes.json does not know.
+known=$(printf '%s\n' "$catalog" | cut -f2)
+while IFS=$'\t' read -r alert code; do
+  [ -n "$alert" ] || continue
+  printf '%s\n' "$known" | grep -qxF "$alert" \
+    || die "$alert selects code ${code} of mailflow:failing_host_reason:increase10m but is no per-code alert of $codes_json"
+done <<<"$per_code"
+is_muted MailflowQueueAgeing || die "MailflowQueueAgeing is missing from the inhibit rule in $am_cfg"
+echo "$n_codes codes, $n_codes per-code alerts"
 
 say "all alert checks passed"

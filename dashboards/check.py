@@ -11,7 +11,8 @@ Structure checks: every dashboard parses, has its stable uid (unique), schemaVer
 the `datasource`, `instance` and `connector` variables, links to the other dashboards; no datasource
 other than `${datasource}` anywhere (no hard-coded uid); every panel has a description and a unit
 (text and row panels excepted), every target a PromQL `expr` that only uses defined variables; and
-the code titles and fix texts shown in the dashboards are exactly the ones in src/code.rs.
+the code titles, causes, fix texts and reason texts shown in the dashboards are exactly the ones in
+docs/codes.json (generated from src/taxonomy.rs).
 
 With --prometheus the Grafana variables are replaced as Grafana would for "All": `$instance` -> `.+`,
 `$connector` -> a regex of the connector names Prometheus knows (from mailflow_connector_info),
@@ -31,7 +32,8 @@ import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CODE_RS = os.path.join(HERE, "..", "src", "code.rs")
+CODES_JSON = os.path.join(HERE, "..", "docs", "codes.json")
+REGENERATE = "`cargo run -q -- codes --output json > docs/codes.json`"
 
 EXPECTED_UIDS = {
     "mailflow-overview.json": "mailflow-overview",
@@ -47,76 +49,29 @@ VAR_RE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)")
 
 
 # ---------------------------------------------------------------------------------------------
-# src/code.rs: the one source of the titles and fix texts
+# docs/codes.json: the taxonomy of src/taxonomy.rs as data (`mailflow-exporter codes --output json`)
 # ---------------------------------------------------------------------------------------------
 
 
-def _rust_str(lit):
-    """The value of the body of a Rust string literal (continuations, simple escapes)."""
-    lit = re.sub(r"\\\n\s*", "", lit)
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), lit)
-
-
-def _fn_body(src, name):
-    m = re.search(r"pub fn " + name + r"\(self\)[^{]*\{", src)
-    if not m:
-        raise ValueError(f"src/code.rs: fn {name} not found")
-    depth, i = 1, m.end()
-    while depth:
-        c = src[i]
-        if c == '"':
-            i += 1
-            while src[i] != '"':
-                i += 2 if src[i] == "\\" else 1
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-        i += 1
-    return src[m.end() : i - 1]
-
-
-def _arms(body, enum):
-    lit = r'"((?:[^"\\]|\\.)*)"'
-    return {
-        v: _rust_str(s)
-        for v, s in re.findall(enum + r"::(\w+)\s*=>\s*\{?\s*" + lit, body, re.S)
-    }
-
-
-def load_codes(path=CODE_RS):
-    """[(code, title, causes, fix)] in src/code.rs order, or None when the file is not there."""
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        src = f.read()
-    codes = _arms(_fn_body(src, "as_str"), "Code")
-    titles = _arms(_fn_body(src, "title"), "Code")
-    fixes = _arms(_fn_body(src, "fix"), "Code")
-    causes = {}
-    body = _fn_body(src, "causes")
-    for v, items in re.findall(r"Code::(\w+)\s*=>\s*&\[(.*?)\]", body, re.S):
-        causes[v] = [_rust_str(s) for s in re.findall(r'"((?:[^"\\]|\\.)*)"', items, re.S)]
-    out = []
-    for v, code in codes.items():
-        if v not in titles or v not in fixes:
-            raise ValueError(f"src/code.rs: no title or fix for Code::{v}")
-        out.append((code, titles[v], causes.get(v, []), fixes[v]))
-    return out
-
-
-def load_reasons(path=CODE_RS):
-    """{reason: description} from Reason::as_str / Reason::describe, or None."""
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        src = f.read()
-    impl = src[src.index("impl Reason") :]
-    names = dict(re.findall(r'(\w+) => "([a-z0-9_]+)"', _fn_body(impl, "as_str")))
-    descs = {
-        v: _rust_str(s) for v, s in re.findall(r'(\w+) => "((?:[^"\\]|\\.)*)"', _fn_body(impl, "describe"), re.S)
-    }
-    return {names[v]: descs[v] for v in names if v in descs}
+def load_catalog(path=CODES_JSON):
+    """docs/codes.json as (codes, reasons): codes is [(code, title, causes, fix)] in catalog order,
+    reasons is {reason: description}. Raises ValueError when the file is missing or malformed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from e
+    codes, reasons = [], {}
+    try:
+        for entry in doc["codes"]:
+            codes.append((entry["code"], entry["title"], list(entry["causes"]), entry["fix"]))
+            for r in entry["reasons"]:
+                reasons[r["reason"]] = r["description"]
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path}: unexpected shape ({e!r}); regenerate it with {REGENERATE}") from e
+    if not codes:
+        raise ValueError(f"{path}: no codes; regenerate it with {REGENERATE}")
+    return codes, reasons
 
 
 # The state timeline and stat panels show the current code as a number, one series per connector:
@@ -305,7 +260,7 @@ def check_dashboard(name, dash, uids, codes, reasons):
                 if v == "datasource":
                     err(f"{where} target {t.get('refId')}: $datasource in PromQL")
 
-    # texts from src/code.rs: every value mapping keyed by a code (or its number) names the code's
+    # texts from docs/codes.json: every value mapping keyed by a code (or its number) names the code's
     # title, a mapping on a `fix` column gives the fix text, one on `reason` the reason's text, and
     # the text panel about fixes carries every code's title, causes and fix.
     if codes:
@@ -319,14 +274,14 @@ def check_dashboard(name, dash, uids, codes, reasons):
                         text = opt.get("text", "")
                         if field == "reason":
                             if reasons is not None and reasons.get(key) not in text:
-                                err(f"panel {p.get('title')!r}: text for reason {key!r} differs from src/code.rs")
+                                err(f"panel {p.get('title')!r}: text for reason {key!r} differs from docs/codes.json")
                             continue
                         if key not in by_key:
                             continue
                         code, title, fix = by_key[key]
                         if field == "fix":
                             if text != fix:
-                                err(f"panel {p.get('title')!r}: fix text for {code} differs from src/code.rs")
+                                err(f"panel {p.get('title')!r}: fix text for {code} differs from docs/codes.json")
                         elif title not in text:
                             err(f"panel {p.get('title')!r}: mapping {key} -> {text!r} lacks the title {title!r}")
         fix_panels = [p for p in all_panels(dash) if p.get("type") == "text" and "fix" in p.get("title", "").lower()]
@@ -335,7 +290,7 @@ def check_dashboard(name, dash, uids, codes, reasons):
             for code, title, causes, fix in codes:
                 for piece in [code, title, fix, *causes]:
                     if piece not in content:
-                        err(f"text panel {p.get('title')!r} lacks {piece!r} ({code}) from src/code.rs")
+                        err(f"text panel {p.get('title')!r} lacks {piece!r} ({code}) from docs/codes.json")
     return errs
 
 
@@ -416,9 +371,13 @@ def main():
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `--list-exprs | head` ends quietly
 
     dashboards = load_dashboards(args.dir)
-    codes = load_codes()
-    reasons = load_reasons()
     failed = False
+    try:
+        codes, reasons = load_catalog()
+    except ValueError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        codes, reasons = None, None
+        failed = True
     if not dashboards:
         print("FAIL: no dashboard JSON found", file=sys.stderr)
         return 1

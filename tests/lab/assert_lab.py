@@ -5,9 +5,14 @@ Waits for the agent, Prometheus and Alertmanager to do their work and checks tha
 fault's alert reaches the webhook with the right code, that nothing fires for the healthy
 connectors, and (phase "resolve") that a fixed fault resolves.
 
+The codes, their reasons and each code's per-code alert come from docs/codes.json (the taxonomy
+of src/taxonomy.rs as data); the scenario table below is checked against it before anything else.
+
 usage: assert_lab.py fire|resolve WEBHOOK_LOG
+       assert_lab.py --self-check        only check the tables against docs/codes.json
 """
 import json
+import os
 import sys
 import time
 import urllib.parse
@@ -34,17 +39,57 @@ FAULTS = {
 }
 HEALTHY = ["Healthy", "Healthy by MX", "Expiring soon"]
 
-# The per-code alert of alerts/mailflow.rules.yml for each code (MailflowConnectorDown also
-# carries a code label, so the check names the alert too).
-ALERT_FOR_CODE = {
-    "4.4.312": "MailflowDnsQueryFailed",
-    "4.4.315": "MailflowConnectionTimedOut",
-    "4.4.316": "MailflowConnectionRefused",
-    "4.4.317": "MailflowCannotConnect",
-    "4.4.318": "MailflowConnectionClosedAbruptly",
-    "4.7.320": "MailflowCertificateValidationFailed",
-    "other": "MailflowOtherDeliveryFailure",
-}
+# The fault that the lab fixes between the "fire" and the "resolve" phase.
+RESOLVED = "Refused"
+
+CODES_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "codes.json")
+REGENERATE = "cargo run -q -- codes --output json > docs/codes.json"
+
+
+def load_catalog(path=CODES_JSON):
+    """docs/codes.json as {code: (per-code alert name, {reason, ...})}. Exits on a bad file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        return {c["code"]: (c["alert"], {r["reason"] for r in c["reasons"]}) for c in doc["codes"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"FAIL: cannot read the taxonomy from {path} ({e!r}); regenerate it with `{REGENERATE}`")
+
+
+def alert_for_code(catalog):
+    """The per-code alert of alerts/mailflow.rules.yml for each code (MailflowConnectorDown also
+    carries a code label, so the checks name the alert too)."""
+    return {code: alert for code, (alert, _) in catalog.items()}
+
+
+def table_problems(catalog, faults=None, healthy=None, resolved=None):
+    """Everything in the scenario tables that disagrees with the taxonomy, as messages."""
+    faults = FAULTS if faults is None else faults
+    healthy = HEALTHY if healthy is None else healthy
+    resolved = RESOLVED if resolved is None else resolved
+    known_reasons = {r: code for code, (_, reasons) in catalog.items() for r in reasons}
+    problems = []
+    for connector, (code, reason) in faults.items():
+        if code not in catalog:
+            problems.append(f"{connector!r}: code {code!r} is not in docs/codes.json")
+        if reason not in known_reasons:
+            problems.append(f"{connector!r}: reason {reason!r} is not in docs/codes.json")
+        elif known_reasons[reason] != code:
+            problems.append(f"{connector!r}: reason {reason!r} belongs to {known_reasons[reason]}, not {code}")
+    for connector in set(healthy) & set(faults):
+        problems.append(f"{connector!r} is both a fault and healthy")
+    if resolved not in faults:
+        problems.append(f"the fault fixed for the resolve phase ({resolved!r}) is not in FAULTS")
+    return problems
+
+
+def checked_catalog(path=CODES_JSON):
+    """load_catalog, after checking the scenario tables against it (exits loudly on any problem)."""
+    catalog = load_catalog(path)
+    problems = table_problems(catalog)
+    if problems:
+        sys.exit("FAIL: the lab's scenario table disagrees with docs/codes.json:\n  " + "\n  ".join(problems))
+    return catalog
 
 
 def get(url, timeout=5):
@@ -86,7 +131,7 @@ def wait(what, check, deadline_s):
     sys.exit(f"FAIL: {what} (last: {last})")
 
 
-def fire(log):
+def fire(log, alert_for):
     # 1. The agent itself classifies every fault as expected.
     def agent_codes():
         rows = json.loads(get(f"{AGENT}/api/status"))
@@ -111,8 +156,8 @@ def fire(log):
         firing = {(a["labels"].get("alertname"), a["labels"].get("connector"), a["labels"].get("code"),
                    a["labels"].get("reason"))
                   for a in notifications(log) if a.get("status") == "firing"}
-        missing = [(ALERT_FOR_CODE[c], k, c, r) for k, (c, r) in FAULTS.items()
-                   if (ALERT_FOR_CODE[c], k, c, r) not in firing]
+        missing = [(alert_for[c], k, c, r) for k, (c, r) in FAULTS.items()
+                   if (alert_for[c], k, c, r) not in firing]
         return True if not missing else f"missing: {missing}"
 
     wait("the per-code alert for each injected fault reached the webhook with its code and reason", delivered, 120)
@@ -139,18 +184,34 @@ def assert_quiet(log):
     print("ok: nothing fired for the healthy connectors", flush=True)
 
 
-def resolve(log):
+def resolve(log, alert_for):
     def resolved():
         for a in notifications(log):
-            if (a["labels"].get("alertname") == ALERT_FOR_CODE["4.4.316"]
-                    and a["labels"].get("connector") == "Refused" and a.get("status") == "resolved"):
+            if (a["labels"].get("alertname") == alert_for[FAULTS[RESOLVED][0]]
+                    and a["labels"].get("connector") == RESOLVED and a.get("status") == "resolved"):
                 return True
         return "no resolved notification yet"
 
-    wait("the fixed fault (Refused) resolved at the webhook", resolved, 120)
+    wait(f"the fixed fault ({RESOLVED}) resolved at the webhook", resolved, 120)
     # Checked again at the end, after every alert had time to fire.
     assert_quiet(log)
 
 
+def main(argv):
+    if argv == ["--self-check"]:
+        catalog = checked_catalog()
+        untested = sorted(set(catalog) - {code for code, _ in FAULTS.values()})
+        if untested:
+            print(f"note: no lab scenario for {untested}", file=sys.stderr)
+        print(f"ok: {len(FAULTS)} faults and {len(HEALTHY)} healthy connectors agree with docs/codes.json "
+              f"({len(catalog)} codes)")
+        return 0
+    if len(argv) != 2 or argv[0] not in ("fire", "resolve"):
+        sys.exit("usage: assert_lab.py fire|resolve WEBHOOK_LOG\n       assert_lab.py --self-check")
+    alert_for = alert_for_code(checked_catalog())
+    {"fire": fire, "resolve": resolve}[argv[0]](argv[1], alert_for)
+    return 0
+
+
 if __name__ == "__main__":
-    {"fire": fire, "resolve": resolve}[sys.argv[1]](sys.argv[2])
+    sys.exit(main(sys.argv[1:]))
