@@ -10,4 +10,5 @@ mod connect;
 mod dns;
 mod import;
 mod smtp;
+mod taxonomy;
 mod tls;

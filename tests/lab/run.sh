@@ -32,6 +32,8 @@ for cmd in unbound postfix prometheus prometheus-alertmanager promtool amtool op
   command -v "$cmd" >/dev/null || die "$cmd missing: install the packages listed in .ci/run"
 done
 [ -x "$AGENT" ] || die "agent binary $AGENT missing (cargo build --release)"
+# The expectations below must agree with the taxonomy before anything starts.
+$PY "$here/assert_lab.py" --self-check || die "assert_lab.py disagrees with docs/codes.json"
 
 cleanup() {
   set +e
