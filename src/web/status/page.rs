@@ -4,8 +4,16 @@
 //! refreshes itself every 30 s, works without JavaScript (transcripts sit in `<details>`), and a
 //! few lines of inline script only remember which `<details>` were open across refreshes.
 //!
-//! Every string that comes from the view is HTML-escaped on the way out: connector names come from
-//! configuration, but messages, errors, TLS strings and transcripts are server text and hostile.
+//! The page shows hostile server text by design (banners, TLS errors, certificate subjects,
+//! transcripts), so it is written with maud's `html!`: every `(expr)` splice is escaped unless
+//! wrapped in `PreEscaped`, and the markup is checked at compile time. Maud rather than a template
+//! engine such as askama because the page is built from Rust data with loops and matches, lives in
+//! this one file, and has no template files to ship or keep in sync. `PreEscaped` is used only for
+//! our own constant CSS and JavaScript, never for anything from the view model.
+//!
+//! Maud escapes `& < > "`; [`render`] also writes `'` as `&#39;` so text stays inert even where it
+//! is copied into a single-quoted attribute (a compile-time check keeps `'` out of the CSS and JS,
+//! where an entity would not be decoded).
 //!
 //! Each connector is one `<tbody class="connector">` holding its row, `<tr id="connector-SLUG"
 //! data-code="CODE|ok" data-state="ok|failing|pending|disabled">`, followed by a full-width
@@ -13,9 +21,10 @@
 
 use crate::agent::Recent;
 use crate::taxonomy::{Code, Reason};
+use crate::timefmt::{rfc3339_unix, unix_secs_i64, utc_display};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use std::collections::HashSet;
-use std::fmt::{self, Write as _};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// The `Content-Type` to serve [`render`]'s output with.
 pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
@@ -123,35 +132,6 @@ pub struct AttemptView {
     pub transcript: Vec<String>,
 }
 
-/// Escapes `& < > " '` so any text is safe in HTML content and in quoted attribute values.
-pub fn escape_html(s: &str) -> String {
-    Esc(s).to_string()
-}
-
-/// Displays a string HTML-escaped, without an intermediate allocation.
-struct Esc<'a>(&'a str);
-
-impl fmt::Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0;
-        let mut start = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let rep = match b {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                b'\'' => "&#39;",
-                _ => continue,
-            };
-            f.write_str(&s[start..i])?;
-            f.write_str(rep)?;
-            start = i + 1;
-        }
-        f.write_str(&s[start..])
-    }
-}
-
 /// The base of a connector's element id: lower-case ASCII letters and digits joined by `-`
 /// (`"Outbound to Contoso"` → `outbound-to-contoso`, `connector` when nothing is left). On the
 /// page the row id is `connector-` + this slug; a name whose slug is already taken gets `-2`, `-3`….
@@ -227,29 +207,11 @@ fn relative(now: SystemTime, t: SystemTime) -> String {
     }
 }
 
-fn unix_seconds(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_secs()).map(|s| -s).unwrap_or(i64::MIN),
+/// `<time>` with the absolute UTC time, in whole seconds like the rest of the crate.
+fn time_tag(t: SystemTime) -> Markup {
+    html! {
+        time datetime=[rfc3339_unix(unix_secs_i64(t))] { (utc_display(t)) }
     }
-}
-
-/// `(display, machine)`: `2025-01-02 03:04:05 UTC` and `2025-01-02T03:04:05Z`.
-fn utc(t: SystemTime) -> (String, String) {
-    match time::OffsetDateTime::from_unix_timestamp(unix_seconds(t)) {
-        Ok(dt) => {
-            let date = format!("{:04}-{:02}-{:02}", dt.year(), u8::from(dt.month()), dt.day());
-            let clock = format!("{:02}:{:02}:{:02}", dt.hour(), dt.minute(), dt.second());
-            (format!("{date} {clock} UTC"), format!("{date}T{clock}Z"))
-        }
-        Err(_) => ("(time out of range)".to_string(), String::new()),
-    }
-}
-
-/// `<time>` with the absolute UTC time.
-fn time_tag(t: SystemTime) -> String {
-    let (shown, machine) = utc(t);
-    format!("<time datetime=\"{}\">{}</time>", Esc(&machine), Esc(&shown))
 }
 
 /// Whether the time left before NDRs deserves a highlight: under 4 h or under 25 % of expiration.
@@ -324,15 +286,65 @@ document.querySelectorAll("details[id]").forEach(function(d){d.addEventListener(
 s.setItem(k,JSON.stringify([].map.call(document.querySelectorAll("details[open][id]"),function(e){return e.id})))})})
 }catch(e){}})();"#;
 
-/// Renders the whole page. `view.generated_at` is "now" for every relative time.
-pub fn render(view: &StatusView) -> String {
-    let mut out = String::with_capacity(16 * 1024 + view.connectors.len() * 4096);
-    // Writing into a String cannot fail.
-    let _ = write_page(&mut out, view);
-    out
+/// Whether `s` contains `'` (for the compile-time check below).
+const fn has_apostrophe(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\'' {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
-fn write_page(o: &mut String, v: &StatusView) -> fmt::Result {
+// `render` writes every `'` of the document as `&#39;`; inside <style> and <script> that would not
+// be decoded, so our own CSS and JS must not contain one.
+const _: () = assert!(!has_apostrophe(CSS) && !has_apostrophe(SCRIPT));
+
+/// Renders the whole page. `view.generated_at` is "now" for every relative time.
+pub fn render(view: &StatusView) -> String {
+    let mut page = page(view).into_string();
+    page.push('\n');
+    // Maud leaves `'` alone (it quotes every attribute with `"`); spell it as an entity too, as
+    // this page always has. Only text and `"`-quoted attribute values can hold one (see above).
+    page.replace('\'', "&#39;")
+}
+
+/// A distinct element id per connector: its [`slug`], then `-2`, `-3`… when already taken.
+fn unique_ids(connectors: &[ConnectorView]) -> Vec<String> {
+    let mut used = HashSet::new();
+    connectors
+        .iter()
+        .map(|c| {
+            let base = slug(&c.name);
+            let mut id = base.clone();
+            let mut k = 2;
+            while !used.insert(id.clone()) {
+                id = format!("{base}-{k}");
+                k += 1;
+            }
+            id
+        })
+        .collect()
+}
+
+const COLUMNS: [&str; 9] = [
+    "State",
+    "Connector",
+    "Routing",
+    "TLS",
+    "Code",
+    "Failing since",
+    "Queue age",
+    "Time left before NDR",
+    "Certificate",
+];
+
+const ATTEMPT_COLUMNS: [&str; 5] = ["Host", "Address", "Verdict", "Error", "TLS"];
+
+fn page(v: &StatusView) -> Markup {
     let now = v.generated_at;
     let count = |s: ViewState| v.connectors.iter().filter(|c| c.state == s).count();
     let (ok, failing, pending, disabled) = (
@@ -341,227 +353,168 @@ fn write_page(o: &mut String, v: &StatusView) -> fmt::Result {
         count(ViewState::Pending),
         count(ViewState::Disabled),
     );
-    let title_prefix = if failing > 0 {
-        format!("({failing} failing) ")
-    } else {
-        String::new()
-    };
-
-    o.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    o.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    writeln!(o, "<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">")?;
-    o.push_str("<meta name=\"robots\" content=\"noindex\">\n<link rel=\"icon\" href=\"data:,\">\n");
-    writeln!(o, "<title>{title_prefix}{PRODUCT} status</title>")?;
-    writeln!(o, "<style>{CSS}</style>\n</head>\n<body>")?;
-
-    // Header
-    o.push_str("<header>\n");
-    writeln!(
-        o,
-        "<h1>{PRODUCT} <small class=\"mono\">{}</small></h1>",
-        Esc(&v.version)
-    )?;
-    let reload = if v.last_reload_ok {
-        "<span class=\"good\">configuration loaded</span>"
-    } else {
-        "<strong class=\"bad\">⚠ last reload failed</strong>"
-    };
-    writeln!(
-        o,
-        "<p class=\"meta\">Configuration <code>{}</code> · {reload} · generated {} · refreshes every {REFRESH_SECONDS} s</p>",
-        Esc(&v.config_file),
-        time_tag(now)
-    )?;
-    if !v.last_reload_ok {
-        writeln!(
-            o,
-            "<div class=\"banner reload-failed\" role=\"alert\"><strong>⚠ The last configuration reload failed.</strong> \
-             The agent keeps probing with the previous configuration, so this page may not match <code>{}</code>. \
-             The agent's log names the error (file:line:column).</div>",
-            Esc(&v.config_file)
-        )?;
-    }
-    if let Some(note) = &v.listen_note {
-        writeln!(o, "<p class=\"note\">ℹ {}</p>", Esc(note))?;
-    }
-    o.push_str("</header>\n<main>\n");
-
-    // Summary
     let n = v.connectors.len();
-    writeln!(
-        o,
-        "<p class=\"summary\"><strong>{n} connector{}</strong>: <span class=\"good\">{ok} ok</span>, \
-         <span class=\"{}\">{failing} failing</span>, {pending} pending, {disabled} disabled</p>",
-        if n == 1 { "" } else { "s" },
-        if failing > 0 { "bad" } else { "muted" }
-    )?;
-
-    // Connector table
-    o.push_str(
-        "<table class=\"connectors\">\n<caption>Outbound connectors, \
-                as Exchange Online would deliver to them now</caption>\n<thead><tr>",
-    );
-    for h in [
-        "State",
-        "Connector",
-        "Routing",
-        "TLS",
-        "Code",
-        "Failing since",
-        "Queue age",
-        "Time left before NDR",
-        "Certificate",
-    ] {
-        write!(o, "<th scope=\"col\">{h}</th>")?;
-    }
-    o.push_str("</tr></thead>\n");
-    if v.connectors.is_empty() {
-        o.push_str("<tbody><tr><td colspan=\"9\" class=\"muted\">No connectors configured.</td></tr></tbody>\n");
-    }
-    let mut used = HashSet::new();
-    for c in &v.connectors {
-        let base = slug(&c.name);
-        let mut id = base.clone();
-        let mut k = 2;
-        while !used.insert(id.clone()) {
-            id = format!("{base}-{k}");
-            k += 1;
-        }
-        write_connector(o, c, &id, now)?;
-    }
-    o.push_str("</table>\n</main>\n");
-    writeln!(
-        o,
-        "<footer>Codes are the ones Exchange Online puts in its queue for the connector. Times are UTC. \
-         Exchange Online retries until the message expiration, then returns an NDR.</footer>"
-    )?;
-    writeln!(o, "<script>{SCRIPT}</script>\n</body>\n</html>")
-}
-
-fn write_connector(o: &mut String, c: &ConnectorView, id: &str, now: SystemTime) -> fmt::Result {
-    let state = c.state.as_str();
-    writeln!(o, "<tbody class=\"connector s-{state}\">")?;
-    writeln!(
-        o,
-        "<tr id=\"connector-{}\" data-code=\"{}\" data-state=\"{state}\">",
-        Esc(id),
-        data_code(c)
-    )?;
-
-    // State
-    write!(o, "<td><span class=\"badge\">{}</span>", c.state.label())?;
-    if let Some(at) = c.last_probe_at {
-        write!(o, "<br><small>checked {}</small>", Esc(&relative(now, at)))?;
-    }
-    o.push_str("</td>\n");
-
-    // Name and tags
-    write!(
-        o,
-        "<th scope=\"row\"><a href=\"#connector-{}\">{}</a>",
-        Esc(id),
-        Esc(&c.name)
-    )?;
-    if c.test_mode {
-        o.push_str(" <span class=\"tag\">test mode</span>");
-    }
-    if !c.enabled {
-        o.push_str(" <span class=\"tag\">disabled</span>");
-    }
-    o.push_str("</th>\n");
-
-    // Routing and TLS
-    writeln!(o, "<td>{}</td>\n<td>{}</td>", Esc(&c.routing), Esc(&c.tls_settings))?;
-
-    // Code
-    o.push_str("<td>");
-    match c.code {
-        Some(code) => {
-            write!(
-                o,
-                "<abbr title=\"{}\">{}</abbr> {}",
-                Esc(code.title()),
-                Esc(code.as_str()),
-                Esc(code.title())
-            )?;
-            if let Some(r) = c.reason {
-                write!(
-                    o,
-                    "<br><small><span class=\"mono\">{}</span>: {}",
-                    Esc(r.as_str()),
-                    Esc(r.describe())
-                )?;
-                if let Some(p) = &c.phase {
-                    write!(o, " (phase <span class=\"mono\">{}</span>)", Esc(p))?;
+    let ids = unique_ids(&v.connectors);
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta http-equiv="refresh" content=(REFRESH_SECONDS);
+                meta name="robots" content="noindex";
+                link rel="icon" href="data:,";
+                title {
+                    @if failing > 0 { "(" (failing) " failing) " }
+                    (PRODUCT) " status"
                 }
-                o.push_str("</small>");
-            } else if let Some(p) = &c.phase {
-                write!(o, "<br><small>phase <span class=\"mono\">{}</span></small>", Esc(p))?;
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    h1 { (PRODUCT) " " small.mono { (v.version) } }
+                    p.meta {
+                        "Configuration " code { (v.config_file) } " · "
+                        @if v.last_reload_ok {
+                            span.good { "configuration loaded" }
+                        } @else {
+                            strong.bad { "⚠ last reload failed" }
+                        }
+                        " · generated " (time_tag(now)) " · refreshes every " (REFRESH_SECONDS) " s"
+                    }
+                    @if !v.last_reload_ok {
+                        div.banner.reload-failed role="alert" {
+                            strong { "⚠ The last configuration reload failed." }
+                            " The agent keeps probing with the previous configuration, so this page may not match "
+                            code { (v.config_file) }
+                            ". The agent's log names the error (file:line:column)."
+                        }
+                    }
+                    @if let Some(note) = &v.listen_note {
+                        p.note { "ℹ " (note) }
+                    }
+                }
+                main {
+                    p.summary {
+                        strong { (n) " connector" @if n != 1 { "s" } }
+                        ": " span.good { (ok) " ok" } ", "
+                        span class=(if failing > 0 { "bad" } else { "muted" }) { (failing) " failing" }
+                        ", " (pending) " pending, " (disabled) " disabled"
+                    }
+                    table.connectors {
+                        caption { "Outbound connectors, as Exchange Online would deliver to them now" }
+                        thead { tr { @for h in COLUMNS { th scope="col" { (h) } } } }
+                        @if v.connectors.is_empty() {
+                            tbody { tr { td colspan="9" class="muted" { "No connectors configured." } } }
+                        }
+                        @for (c, id) in v.connectors.iter().zip(&ids) {
+                            (connector(c, id, now))
+                        }
+                    }
+                }
+                footer {
+                    "Codes are the ones Exchange Online puts in its queue for the connector. Times are UTC. \
+                     Exchange Online retries until the message expiration, then returns an NDR."
+                }
+                script { (PreEscaped(SCRIPT)) }
             }
         }
-        None => o.push_str(match c.state {
-            ViewState::Ok => "<span class=\"good\">delivering</span>",
-            ViewState::Failing => "<span class=\"bad\">failing (no code)</span>",
-            ViewState::Pending => "<span class=\"muted\">awaiting first probe</span>",
-            ViewState::Disabled => "<span class=\"muted\">not probed</span>",
-        }),
     }
-    o.push_str("</td>\n");
-
-    // Failing since
-    match c.failing_since {
-        Some(t) => writeln!(
-            o,
-            "<td>{}<br><small>{}</small></td>",
-            time_tag(t),
-            Esc(&relative(now, t))
-        )?,
-        None => o.push_str("<td class=\"muted\">—</td>\n"),
-    }
-
-    // Queue age
-    match c.queue_age {
-        Some(d) => writeln!(o, "<td>{}</td>", Esc(&format_duration(d)))?,
-        None => o.push_str("<td class=\"muted\">—</td>\n"),
-    }
-
-    // Time left before NDR
-    let expiration = format_expiration(c.expiration);
-    match c.time_left {
-        Some(left) if left.is_zero() => writeln!(
-            o,
-            "<td><strong class=\"urgent\">⚠ expired</strong><br><small>NDRs are being sent ({} expiration)</small></td>",
-            Esc(&expiration)
-        )?,
-        Some(left) if ndr_soon(left, c.expiration) => writeln!(
-            o,
-            "<td><strong class=\"urgent\" title=\"less than 4 h or 25 % of the message expiration left\">⚠ {}</strong>\
-             <br><small>of {} expiration</small></td>",
-            Esc(&format_duration(left)),
-            Esc(&expiration)
-        )?,
-        Some(left) => writeln!(
-            o,
-            "<td>{}<br><small>of {} expiration</small></td>",
-            Esc(&format_duration(left)),
-            Esc(&expiration)
-        )?,
-        None => o.push_str("<td class=\"muted\">—</td>\n"),
-    }
-
-    // Certificate
-    match &c.cert_expiry {
-        Some(cert) => write_cert(o, cert, now)?,
-        None => o.push_str("<td class=\"muted\">—</td>\n"),
-    }
-    o.push_str("</tr>\n");
-
-    write_detail_row(o, c, id, now)?;
-    o.push_str("</tbody>\n");
-    Ok(())
 }
 
-fn write_cert(o: &mut String, cert: &CertExpiry, now: SystemTime) -> fmt::Result {
+fn connector(c: &ConnectorView, id: &str, now: SystemTime) -> Markup {
+    let state = c.state.as_str();
+    html! {
+        tbody class={ "connector s-" (state) } {
+            tr id={ "connector-" (id) } data-code=(data_code(c)) data-state=(state) {
+                td {
+                    span.badge { (c.state.label()) }
+                    @if let Some(at) = c.last_probe_at {
+                        br; small { "checked " (relative(now, at)) }
+                    }
+                }
+                th scope="row" {
+                    a href={ "#connector-" (id) } { (c.name) }
+                    @if c.test_mode { " " span.tag { "test mode" } }
+                    @if !c.enabled { " " span.tag { "disabled" } }
+                }
+                td { (c.routing) }
+                td { (c.tls_settings) }
+                td { (code_cell(c)) }
+                @match c.failing_since {
+                    Some(t) => { td { (time_tag(t)) br; small { (relative(now, t)) } } }
+                    None => { td.muted { "—" } }
+                }
+                @match c.queue_age {
+                    Some(d) => { td { (format_duration(d)) } }
+                    None => { td.muted { "—" } }
+                }
+                (time_left_cell(c))
+                @match &c.cert_expiry {
+                    Some(cert) => { (cert_cell(cert, now)) }
+                    None => { td.muted { "—" } }
+                }
+            }
+            (detail_row(c, id, now))
+        }
+    }
+}
+
+/// The code, its title and reason (and phase) of a failing connector, else a word for the state.
+fn code_cell(c: &ConnectorView) -> Markup {
+    html! {
+        @match c.code {
+            Some(code) => {
+                abbr title=(code.title()) { (code.as_str()) } " " (code.title())
+                @if let Some(r) = c.reason {
+                    br;
+                    small {
+                        span.mono { (r.as_str()) } ": " (r.describe())
+                        @if let Some(p) = &c.phase { " (phase " span.mono { (p) } ")" }
+                    }
+                } @else if let Some(p) = &c.phase {
+                    br; small { "phase " span.mono { (p) } }
+                }
+            }
+            None => {
+                @match c.state {
+                    ViewState::Ok => { span.good { "delivering" } }
+                    ViewState::Failing => { span.bad { "failing (no code)" } }
+                    ViewState::Pending => { span.muted { "awaiting first probe" } }
+                    ViewState::Disabled => { span.muted { "not probed" } }
+                }
+            }
+        }
+    }
+}
+
+fn time_left_cell(c: &ConnectorView) -> Markup {
+    let expiration = format_expiration(c.expiration);
+    html! {
+        @match c.time_left {
+            Some(left) if left.is_zero() => {
+                td {
+                    strong.urgent { "⚠ expired" }
+                    br; small { "NDRs are being sent (" (expiration) " expiration)" }
+                }
+            }
+            Some(left) if ndr_soon(left, c.expiration) => {
+                td {
+                    strong.urgent title="less than 4 h or 25 % of the message expiration left" {
+                        "⚠ " (format_duration(left))
+                    }
+                    br; small { "of " (expiration) " expiration" }
+                }
+            }
+            Some(left) => {
+                td { (format_duration(left)) br; small { "of " (expiration) " expiration" } }
+            }
+            None => { td.muted { "—" } }
+        }
+    }
+}
+
+fn cert_cell(cert: &CertExpiry, now: SystemTime) -> Markup {
     let (class, text) = match cert.not_after.duration_since(now) {
         Err(e) => ("bad", format!("⚠ expired {} ago", format_duration(e.duration()))),
         Ok(left) => {
@@ -581,189 +534,139 @@ fn write_cert(o: &mut String, cert: &CertExpiry, now: SystemTime) -> fmt::Result
         }
     };
     let class = if cert.problems.is_empty() { class } else { "bad" };
-    write!(o, "<td><strong class=\"cert {class}\">{}</strong>", Esc(&text))?;
-    for p in &cert.problems {
-        write!(
-            o,
-            " <span class=\"tag bad\" title=\"{}\">{}</span>",
-            Esc(p.describe()),
-            Esc(p.as_str())
-        )?;
+    html! {
+        td {
+            strong class={ "cert " (class) } { (text) }
+            @for p in &cert.problems {
+                " " span.tag.bad title=(p.describe()) { (p.as_str()) }
+            }
+            br;
+            small { (cert.host) " · " (cert.subject) br; "until " (utc_display(cert.not_after)) }
+        }
     }
-    let (shown, _) = utc(cert.not_after);
-    writeln!(
-        o,
-        "<br><small>{} · {}<br>until {}</small></td>",
-        Esc(&cert.host),
-        Esc(&cert.subject),
-        Esc(&shown)
-    )
 }
 
-fn write_detail_row(o: &mut String, c: &ConnectorView, id: &str, now: SystemTime) -> fmt::Result {
-    writeln!(
-        o,
-        "<tr class=\"detail\" data-connector=\"{}\"><td></td><td colspan=\"8\">",
-        Esc(id)
-    )?;
-    if c.state == ViewState::Failing {
-        if let Some(m) = &c.message {
-            writeln!(o, "<p class=\"msg\">{}</p>", Esc(m))?;
-        }
-        let code = c.code.unwrap_or(Code::Other);
-        writeln!(
-            o,
-            "<p class=\"fix\"><strong>How to fix <abbr title=\"{}\">{}</abbr>:</strong> {}</p>",
-            Esc(code.title()),
-            Esc(code.as_str()),
-            Esc(code.fix())
-        )?;
-    }
-    if !c.warnings.is_empty() {
-        o.push_str("<ul class=\"warnings\">");
-        for w in &c.warnings {
-            write!(o, "<li>⚠ {}</li>", Esc(w))?;
-        }
-        o.push_str("</ul>\n");
-    }
-
-    // The last probe, behind a disclosure.
-    write!(o, "<details id=\"details-{}\"><summary>", Esc(id))?;
-    match c.last_probe_at {
-        Some(at) => {
-            write!(
-                o,
-                "Last probe {} · {} attempt{}",
-                Esc(&relative(now, at)),
-                c.attempts.len(),
-                if c.attempts.len() == 1 { "" } else { "s" }
-            )?;
-            if let Some(d) = c.last_duration {
-                write!(o, " · took {}", Esc(&format_elapsed(d)))?;
-            }
-        }
-        None => o.push_str("No probe yet"),
-    }
+/// The full-width row under a connector: message, fix, warnings and the last probe's details.
+fn detail_row(c: &ConnectorView, id: &str, now: SystemTime) -> Markup {
+    let failing = c.state == ViewState::Failing;
+    let code = c.code.unwrap_or(Code::Other);
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
     let has_transcript = c.attempts.iter().any(|a| !a.transcript.is_empty());
-    write!(
-        o,
-        " · {} recent probe{} — {}",
-        c.recent.len(),
-        if c.recent.len() == 1 { "" } else { "s" },
-        if has_transcript {
-            "click to see the transcript"
-        } else {
-            "click for details"
-        }
-    )?;
-    o.push_str("</summary>\n<div>\n");
-
-    if c.state == ViewState::Failing {
-        let code = c.code.unwrap_or(Code::Other);
-        writeln!(o, "<h3>Usual causes of {}</h3>\n<ul>", Esc(code.as_str()))?;
-        for cause in code.causes() {
-            write!(o, "<li>{}</li>", Esc(cause))?;
-        }
-        o.push_str("</ul>\n");
-    }
-
-    if let Some(at) = c.last_probe_at {
-        writeln!(o, "<h3>Attempts of the last probe ({})</h3>", time_tag(at))?;
-    } else {
-        o.push_str("<h3>Attempts of the last probe</h3>\n");
-    }
-    if c.attempts.is_empty() {
-        o.push_str("<p class=\"muted\">No attempts recorded.</p>\n");
-    } else {
-        o.push_str("<table class=\"attempts\"><thead><tr>");
-        for h in ["Host", "Address", "Verdict", "Error", "TLS"] {
-            write!(o, "<th scope=\"col\">{h}</th>")?;
-        }
-        o.push_str("</tr></thead>\n");
-        for a in &c.attempts {
-            write!(
-                o,
-                "<tr><td>{}</td><td class=\"mono\">{}</td><td>",
-                Esc(&a.host),
-                Esc(&a.address)
-            )?;
-            write_verdict(o, a.delivered, a.code, a.reason)?;
-            writeln!(
-                o,
-                "</td><td>{}</td><td>{}</td></tr>",
-                Esc(a.error.as_deref().unwrap_or("—")),
-                Esc(a.tls.as_deref().unwrap_or("none"))
-            )?;
-        }
-        o.push_str("</table>\n");
-        for a in c.attempts.iter().filter(|a| !a.transcript.is_empty()) {
-            writeln!(
-                o,
-                "<h3>Transcript: {} <span class=\"mono\">{}</span></h3>",
-                Esc(&a.host),
-                Esc(&a.address)
-            )?;
-            o.push_str("<pre>");
-            for line in &a.transcript {
-                writeln!(o, "{}", Esc(line))?;
+    html! {
+        tr.detail data-connector=(id) {
+            td {}
+            td colspan="8" {
+                @if failing {
+                    @if let Some(m) = &c.message { p.msg { (m) } }
+                    p.fix {
+                        strong { "How to fix " abbr title=(code.title()) { (code.as_str()) } ":" }
+                        " " (code.fix())
+                    }
+                }
+                @if !c.warnings.is_empty() {
+                    ul.warnings { @for w in &c.warnings { li { "⚠ " (w) } } }
+                }
+                details id={ "details-" (id) } {
+                    summary {
+                        @if let Some(at) = c.last_probe_at {
+                            "Last probe " (relative(now, at)) " · "
+                            (c.attempts.len()) " attempt" (plural(c.attempts.len()))
+                            @if let Some(d) = c.last_duration { " · took " (format_elapsed(d)) }
+                        } @else {
+                            "No probe yet"
+                        }
+                        " · " (c.recent.len()) " recent probe" (plural(c.recent.len())) " — "
+                        @if has_transcript { "click to see the transcript" } @else { "click for details" }
+                    }
+                    div {
+                        @if failing {
+                            h3 { "Usual causes of " (code.as_str()) }
+                            ul { @for cause in code.causes() { li { (cause) } } }
+                        }
+                        h3 {
+                            "Attempts of the last probe"
+                            @if let Some(at) = c.last_probe_at { " (" (time_tag(at)) ")" }
+                        }
+                        (attempts(&c.attempts))
+                        h3 { "Recent probes (newest first)" }
+                        (recent(&c.recent, now))
+                    }
+                }
             }
-            o.push_str("</pre>\n");
         }
     }
-
-    o.push_str("<h3>Recent probes (newest first)</h3>\n");
-    if c.recent.is_empty() {
-        o.push_str("<p class=\"muted\">None yet.</p>\n");
-    } else {
-        o.push_str("<ol class=\"recent\">\n");
-        for r in &c.recent {
-            write!(
-                o,
-                "<li>{} <small>({})</small> ",
-                time_tag(r.at),
-                Esc(&relative(now, r.at))
-            )?;
-            write_verdict(o, r.delivered, r.code, r.reason)?;
-            if !r.message.is_empty() {
-                write!(o, " <span class=\"msg\">{}</span>", Esc(&r.message))?;
-            }
-            o.push_str("</li>\n");
-        }
-        o.push_str("</ol>\n");
-    }
-    o.push_str("</div></details>\n</td></tr>\n");
-    Ok(())
 }
 
-fn write_verdict(o: &mut String, delivered: bool, code: Option<Code>, reason: Option<Reason>) -> fmt::Result {
-    if delivered {
-        return o.write_str("<span class=\"good\">✓ accepted</span>");
+fn attempts(attempts: &[AttemptView]) -> Markup {
+    html! {
+        @if attempts.is_empty() {
+            p.muted { "No attempts recorded." }
+        } @else {
+            table.attempts {
+                thead { tr { @for h in ATTEMPT_COLUMNS { th scope="col" { (h) } } } }
+                @for a in attempts {
+                    tr {
+                        td { (a.host) }
+                        td.mono { (a.address) }
+                        td { (verdict(a.delivered, a.code, a.reason)) }
+                        td { (a.error.as_deref().unwrap_or("—")) }
+                        td { (a.tls.as_deref().unwrap_or("none")) }
+                    }
+                }
+            }
+            @for a in attempts.iter().filter(|a| !a.transcript.is_empty()) {
+                h3 { "Transcript: " (a.host) " " span.mono { (a.address) } }
+                pre { @for line in &a.transcript { (line) "\n" } }
+            }
+        }
     }
-    o.write_str("<span class=\"bad\">✗ failed</span>")?;
-    if let Some(code) = code {
-        write!(
-            o,
-            " <abbr title=\"{}\">{}</abbr>",
-            Esc(code.title()),
-            Esc(code.as_str())
-        )?;
+}
+
+fn recent(recent: &[Recent], now: SystemTime) -> Markup {
+    html! {
+        @if recent.is_empty() {
+            p.muted { "None yet." }
+        } @else {
+            ol.recent {
+                @for r in recent {
+                    li {
+                        (time_tag(r.at)) " " small { "(" (relative(now, r.at)) ")" } " "
+                        (verdict(r.delivered, r.code, r.reason))
+                        @if !r.message.is_empty() { " " span.msg { (r.message) } }
+                    }
+                }
+            }
+        }
     }
-    if let Some(r) = reason {
-        write!(
-            o,
-            " <span class=\"mono\" title=\"{}\">{}</span>",
-            Esc(r.describe()),
-            Esc(r.as_str())
-        )?;
+}
+
+fn verdict(delivered: bool, code: Option<Code>, reason: Option<Reason>) -> Markup {
+    html! {
+        @if delivered {
+            span.good { "✓ accepted" }
+        } @else {
+            span.bad { "✗ failed" }
+            @if let Some(code) = code { " " abbr title=(code.title()) { (code.as_str()) } }
+            @if let Some(r) = reason { " " span.mono title=(r.describe()) { (r.as_str()) } }
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     const HOSTILE: &str = "<script>alert(1)</script>";
+
+    /// What the page makes of a text: `& < > " '` as entities.
+    fn escaped(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+    }
 
     fn at(now: SystemTime, secs_ago: u64) -> SystemTime {
         now - Duration::from_secs(secs_ago)
@@ -887,22 +790,6 @@ mod tests {
     }
 
     #[test]
-    fn escape_html_escapes_the_five_characters() {
-        assert_eq!(
-            escape_html(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-        assert_eq!(escape_html(""), "");
-        assert_eq!(escape_html("plain text é ✓"), "plain text é ✓");
-        assert_eq!(
-            escape_html("&amp;"),
-            "&amp;amp;",
-            "escaping is not idempotent, on purpose"
-        );
-        assert_eq!(escape_html(HOSTILE), "&lt;script&gt;alert(1)&lt;/script&gt;");
-    }
-
-    #[test]
     fn durations_are_compact() {
         let d = |s| format_duration(Duration::from_secs(s));
         assert_eq!(d(0), "0s");
@@ -918,8 +805,9 @@ mod tests {
         assert_eq!(relative(now, now), "just now");
         assert_eq!(relative(now, now + Duration::from_secs(300)), "in 5m");
         assert_eq!(
-            utc(UNIX_EPOCH + Duration::from_secs(1_741_064_767)).0,
-            "2025-03-04 05:06:07 UTC"
+            time_tag(UNIX_EPOCH + Duration::from_millis(1_741_064_767_250)).into_string(),
+            "<time datetime=\"2025-03-04T05:06:07Z\">2025-03-04 05:06:07 UTC</time>",
+            "whole seconds"
         );
         assert_eq!(format_elapsed(Duration::from_millis(1250)), "1.25 s");
         assert_eq!(format_elapsed(Duration::from_millis(40)), "40 ms");
@@ -981,7 +869,7 @@ mod tests {
         assert!(f.contains("data-code=\"4.4.316\""));
         assert!(f.contains("<abbr title=\"Connection refused\">4.4.316</abbr>"));
         assert!(f.contains("Connection refused"));
-        assert!(f.contains(&escape_html(Code::ConnectionRefused.fix())));
+        assert!(f.contains(&escaped(Code::ConnectionRefused.fix())));
         assert!(f.contains("2025-03-04 02:06:07 UTC"), "absolute failing-since time");
         assert!(f.contains("3h ago"));
         assert!(f.contains("21h"), "time left: 24h - 3h");
@@ -1015,12 +903,103 @@ mod tests {
         assert!(!page.contains(HOSTILE));
         assert!(!page.contains("<script>alert"));
         assert_eq!(page.matches("<script>").count(), 1, "only our own inline script");
-        let escaped = escape_html(HOSTILE);
+        let escaped = escaped(HOSTILE);
         // name, message, error, transcript, recent message, warning, certificate subject
         assert!(page.matches(escaped.as_str()).count() >= 7);
         assert!(page.contains(&format!("S: 554 {escaped}")), "transcript line");
         assert!(page.contains(&format!("[Message={escaped}]")), "message");
         assert!(page.contains("&quot;&lt;script&gt;"), "error with quotes");
+    }
+
+    /// Script, quotes with `&`, and a payload that tries to leave an attribute and open a tag.
+    const PAYLOAD: &str = r#"<script>alert(1)</script> "O'Brien & 'Co'" "><img src=x onerror=alert(1)>"#;
+
+    /// A view in which every string the page shows is hostile, and the names of those fields.
+    ///
+    /// Every struct is written out in full (no `..`), so a new field does not compile here until
+    /// it is given a value: a new text field gets `hostile("its name")`.
+    fn hostile_view(last_reload_ok: bool) -> (StatusView, Vec<(&'static str, String)>) {
+        let now = UNIX_EPOCH + Duration::from_secs(1_741_064_767);
+        let mut fields = Vec::new();
+        let mut hostile = |field: &'static str| {
+            let text = format!("[{field}] {PAYLOAD}");
+            fields.push((field, text.clone()));
+            text
+        };
+        let view = StatusView {
+            generated_at: now,
+            version: hostile("version"),
+            config_file: hostile("config_file"),
+            last_reload_ok,
+            listen_note: Some(hostile("listen_note")),
+            connectors: vec![ConnectorView {
+                name: hostile("connector.name"),
+                enabled: true,
+                test_mode: true,
+                routing: hostile("connector.routing"),
+                tls_settings: hostile("connector.tls_settings"),
+                // Failing with a code and a reason, so the phase and the message are shown.
+                state: ViewState::Failing,
+                code: Some(Code::ConnectionRefused),
+                reason: Some(Reason::Refused),
+                phase: Some(hostile("connector.phase")),
+                message: Some(hostile("connector.message")),
+                failing_since: Some(now - Duration::from_secs(HOUR)),
+                queue_age: Some(Duration::from_secs(HOUR)),
+                time_left: Some(Duration::from_secs(23 * HOUR)),
+                expiration: Duration::from_secs(24 * HOUR),
+                cert_expiry: Some(CertExpiry {
+                    host: hostile("cert_expiry.host"),
+                    subject: hostile("cert_expiry.subject"),
+                    not_after: now + Duration::from_secs(30 * DAY),
+                    problems: vec![Reason::CertExpired],
+                }),
+                last_probe_at: Some(now - Duration::from_secs(10)),
+                last_duration: Some(Duration::from_millis(300)),
+                attempts: vec![AttemptView {
+                    host: hostile("attempt.host"),
+                    address: hostile("attempt.address"),
+                    delivered: false,
+                    code: Some(Code::ConnectionRefused),
+                    reason: Some(Reason::Refused),
+                    error: Some(hostile("attempt.error")),
+                    tls: Some(hostile("attempt.tls")),
+                    transcript: vec![hostile("attempt.transcript[0]"), hostile("attempt.transcript[1]")],
+                }],
+                recent: vec![Recent {
+                    at: now - Duration::from_secs(10),
+                    delivered: false,
+                    code: Some(Code::ConnectionRefused),
+                    reason: Some(Reason::Refused),
+                    message: hostile("recent.message"),
+                }],
+                warnings: vec![hostile("warnings[0]"), hostile("warnings[1]")],
+            }],
+        };
+        (view, fields)
+    }
+
+    #[test]
+    fn every_shown_field_is_escaped() {
+        for last_reload_ok in [true, false] {
+            let (view, fields) = hostile_view(last_reload_ok);
+            let page = render(&view);
+            for (field, text) in &fields {
+                assert!(!page.contains(text.as_str()), "{field} raw on the page");
+                assert!(page.contains(&escaped(text)), "{field} not shown escaped");
+            }
+            // No part of the payload survives as markup anywhere.
+            for raw in ["<script>alert", "<img", "\"><img", "'Co'", "& '"] {
+                assert!(!page.contains(raw), "{raw:?} on the page");
+            }
+            assert_eq!(page.matches("<script").count(), 1, "only our own inline script");
+            assert_eq!(page.matches("</script>").count(), 1);
+            assert_eq!(page.matches("<img").count(), 0);
+            // The banner repeats the configuration file.
+            let config = escaped(&view.config_file);
+            let want = if last_reload_ok { 1 } else { 2 };
+            assert_eq!(page.matches(config.as_str()).count(), want, "config_file");
+        }
     }
 
     #[test]
