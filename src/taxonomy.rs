@@ -192,6 +192,7 @@ pub enum Reason {
     DnsRefused,
     NoAddress,
     NullMx,
+    InvalidName,
     DnsUnreachable,
     // 4.4.315
     ConnectTimeout,
@@ -221,13 +222,14 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::Nxdomain,
         Reason::Servfail,
         Reason::DnsTimeout,
         Reason::DnsRefused,
         Reason::NoAddress,
         Reason::NullMx,
+        Reason::InvalidName,
         Reason::DnsUnreachable,
         Reason::ConnectTimeout,
         Reason::Refused,
@@ -254,7 +256,9 @@ impl Reason {
     pub fn code(self) -> Code {
         use Reason::*;
         match self {
-            Nxdomain | Servfail | DnsTimeout | DnsRefused | NoAddress | NullMx | DnsUnreachable => Code::DnsQueryFailed,
+            Nxdomain | Servfail | DnsTimeout | DnsRefused | NoAddress | NullMx | InvalidName | DnsUnreachable => {
+                Code::DnsQueryFailed
+            }
             ConnectTimeout => Code::ConnectionTimedOut,
             Refused | Unreachable => Code::ConnectionRefused,
             BannerRejected | EhloRejected | ProtocolError | StarttlsNotOffered | StarttlsRejected
@@ -276,6 +280,7 @@ impl Reason {
             DnsRefused => "dns_refused",
             NoAddress => "no_address",
             NullMx => "null_mx",
+            InvalidName => "invalid_name",
             DnsUnreachable => "dns_unreachable",
             ConnectTimeout => "connect_timeout",
             Refused => "refused",
@@ -309,6 +314,7 @@ impl Reason {
             DnsRefused => "the DNS server refused the query (REFUSED)",
             NoAddress => "the name has no A or AAAA record",
             NullMx => "the domain publishes a null MX: it accepts no mail",
+            InvalidName => "the DNS answer names something that is not a valid host name",
             DnsUnreachable => "no DNS server could be reached",
             ConnectTimeout => "TCP connect to port 25 got no answer",
             Refused => "TCP connect was refused (RST)",

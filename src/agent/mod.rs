@@ -6,6 +6,7 @@ pub mod clock;
 pub mod schedule;
 pub mod state;
 pub mod store;
+pub mod writer;
 
 pub use state::{BUCKETS, ConnectorState, HISTOGRAM_PHASES, HostStats, Recent};
 
@@ -14,11 +15,18 @@ use crate::probe::{ProbeReport, Prober, ProberError, ProberOptions};
 use clock::Clock;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use store::{Store, Streaks};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use writer::StateWriter;
+
+/// How long reading the config (and its CA files) may take before a load is given up. The read
+/// runs on a blocking thread, so a path that hangs (a FIFO, a dead network share) costs a
+/// reload, never the scrapes or the probes.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a configuration could not be put into service (at start or on reload).
 #[derive(Debug, thiserror::Error)]
@@ -37,9 +45,34 @@ pub enum LoadError {
         #[source]
         source: ProberError,
     },
+    #[error("{file}: not read within {}; is it on a hung file system, or a FIFO?", humantime::format_duration(*after))]
+    Timeout { file: String, after: Duration },
+    #[error("{file}: an earlier read of it has not returned yet; not trying again until it does")]
+    Stuck { file: String },
+    #[error("{file}: loading failed unexpectedly: {detail}")]
+    Crashed { file: String, detail: String },
 }
 
-#[derive(Debug, Clone, Copy)]
+/// What the scrape shows about the agent itself (not about connectors).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SelfStatus {
+    pub reload: ReloadStatus,
+    /// Whether the queue-clock file could be read at start (absent counts as read).
+    pub state_load_ok: bool,
+    /// Entries of the file dropped at start (unusable) and clamped (start time in the future).
+    pub state_skipped: usize,
+    pub state_clamped: usize,
+    pub state_write_failures: u64,
+}
+
+/// Why `/probe?connector=` gives no report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDemandError {
+    Unknown,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ReloadStatus {
     pub ok: bool,
     pub success_at: Option<SystemTime>,
@@ -69,12 +102,16 @@ pub struct Agent {
     /// Permits the semaphore is meant to hold (max_concurrent_probes of the running config).
     permits: Mutex<usize>,
     reload: Mutex<ReloadStatus>,
-    store: Option<Store>,
+    /// One reload at a time.
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Set while a blocking read of the config is out; cleared when it returns.
+    load_stuck: Arc<AtomicBool>,
+    writer: Option<StateWriter>,
+    state_load: (bool, usize, usize),
     pub clock: Arc<dyn Clock>,
     /// One probing task per enabled connector, keyed by name; the connector it was started
     /// with decides whether a reload must restart it.
     tasks: Mutex<HashMap<String, (Connector, tokio::task::AbortHandle)>>,
-    persist_lock: Mutex<()>,
     max_initial_spread: Option<Duration>,
     pub shutdown: CancellationToken,
 }
@@ -139,24 +176,57 @@ pub fn merge_states(states: &mut BTreeMap<String, Arc<ConnectorState>>, cfg: &Co
 
 impl Agent {
     /// Loads the config (a failure here is fatal: exit code 2) and restores the queue clock.
-    pub fn new(opts: AgentOptions) -> Result<Arc<Agent>, LoadError> {
-        let cfg = Config::load(&opts.config_path)?;
-        let prober = build_prober(&cfg)?;
-        let streaks = match &opts.storage {
-            Some(s) => s.load().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "queue clock state unreadable; starting fresh");
-                Streaks::new()
-            }),
-            None => Streaks::new(),
-        };
+    pub async fn new(opts: AgentOptions) -> Result<Arc<Agent>, LoadError> {
+        let load_stuck = Arc::new(AtomicBool::new(false));
+        let (cfg, prober) = load_off_runtime(opts.config_path.clone(), load_stuck.clone()).await?;
+        let now = opts.clock.now();
+        let mut state_load = (true, 0, 0);
+        let mut streaks = Streaks::new();
+        if let Some(store) = &opts.storage {
+            let store = store.clone();
+            let read = tokio::task::spawn_blocking(move || store.load(now));
+            match tokio::time::timeout(LOAD_TIMEOUT, read).await {
+                Ok(Ok(Ok(l))) => {
+                    if l.skipped > 0 || l.clamped > 0 {
+                        tracing::warn!(
+                            skipped = l.skipped,
+                            clamped = l.clamped,
+                            "queue clock state: damaged entries skipped, start times in the future set to now"
+                        );
+                    }
+                    state_load = (true, l.skipped, l.clamped);
+                    streaks = l.streaks;
+                }
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "queue clock state unreadable; starting fresh");
+                    state_load.0 = false;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "queue clock state: reading failed; starting fresh");
+                    state_load.0 = false;
+                }
+                Err(_) => {
+                    tracing::warn!("queue clock state: not read within {LOAD_TIMEOUT:?}; starting fresh");
+                    state_load.0 = false;
+                }
+            }
+        }
         let mut states = BTreeMap::new();
         merge_states(&mut states, &cfg);
         for (name, st) in states.iter_mut() {
-            if let Some((t, _)) = streaks.get(name) {
+            if let Some((t, _)) = streaks.get(name)
+                && st.connector.enabled
+            {
                 Arc::make_mut(st).failing_since = Some(*t);
             }
         }
-        let now = opts.clock.now();
+        let writer = match opts.storage {
+            Some(store) => Some(StateWriter::start(store).map_err(|e| LoadError::Crashed {
+                file: opts.config_path.display().to_string(),
+                detail: format!("cannot start the state writer: {e}"),
+            })?),
+            None => None,
+        };
         Ok(Arc::new(Agent {
             config_path: opts.config_path,
             semaphore: Arc::new(Semaphore::new(cfg.max_concurrent_probes)),
@@ -171,10 +241,12 @@ impl Agent {
                 ok: true,
                 success_at: Some(now),
             }),
-            store: opts.storage,
+            reload_lock: tokio::sync::Mutex::new(()),
+            load_stuck,
+            writer,
+            state_load,
             clock: opts.clock,
             tasks: Mutex::new(HashMap::new()),
-            persist_lock: Mutex::new(()),
             max_initial_spread: opts.max_initial_spread,
             shutdown: CancellationToken::new(),
         }))
@@ -196,6 +268,16 @@ impl Agent {
 
     pub fn reload_status(&self) -> ReloadStatus {
         *lock(&self.reload)
+    }
+
+    pub fn self_status(&self) -> SelfStatus {
+        SelfStatus {
+            reload: self.reload_status(),
+            state_load_ok: self.state_load.0,
+            state_skipped: self.state_load.1,
+            state_clamped: self.state_load.2,
+            state_write_failures: self.writer.as_ref().map(StateWriter::failures).unwrap_or(0),
+        }
     }
 
     /// A consistent copy of every connector's state (for scrapes and the status page).
@@ -240,19 +322,52 @@ impl Agent {
     }
 
     /// Probes one configured connector now, unless it is already being probed (then waits for
-    /// that probe). Returns None for an unknown connector.
+    /// that probe and returns its report). None for an unknown or disabled connector.
     pub async fn probe_now(&self, name: &str) -> Option<Arc<ProbeReport>> {
+        self.probe_shared(name, self.clock.now()).await
+    }
+
+    /// For `/probe?connector=`: a report no older than `max_age` is served from memory,
+    /// concurrent requests share one probe, and a disabled connector is never probed.
+    pub async fn probe_on_demand(&self, name: &str, max_age: Duration) -> Result<Arc<ProbeReport>, OnDemandError> {
         let cfg = self.config();
-        let connector = cfg.connector(name)?.clone();
+        let connector = cfg.connector(name).ok_or(OnDemandError::Unknown)?;
+        if !connector.enabled {
+            return Err(OnDemandError::Disabled);
+        }
+        let asked = self.clock.now();
+        if let Some(st) = self.connector_state(name)
+            && let (Some(at), Some(last)) = (st.last_at, &st.last)
+            && asked.duration_since(at).is_ok_and(|age| age <= max_age)
+        {
+            return Ok(last.clone());
+        }
+        self.probe_shared(name, asked).await.ok_or(OnDemandError::Unknown)
+    }
+
+    /// Probes unless a probe that started at or after `asked` finished while we waited.
+    async fn probe_shared(&self, name: &str, asked: SystemTime) -> Option<Arc<ProbeReport>> {
+        let cfg = self.config();
+        let connector = cfg.connector(name).filter(|c| c.enabled)?.clone();
         let guard_lock = lock(&self.probe_locks).entry(name.to_string()).or_default().clone();
         let _one_at_a_time = guard_lock.lock().await;
+        if let Some(st) = self.connector_state(name)
+            && st.last_at.is_some_and(|at| at >= asked)
+        {
+            return st.last.clone();
+        }
         let _permit = self.semaphore.clone().acquire_owned().await.ok()?;
         let at = self.clock.now();
         let report = self.prober().probe(&connector.probe).await;
         let report_arc;
         let changed = {
             let mut states = lock(&self.states);
-            let st = Arc::make_mut(states.get_mut(name)?);
+            let st = states.get_mut(name)?;
+            // A reload may have disabled or replaced the connector while we probed.
+            if !st.connector.enabled || st.connector.probe != connector.probe {
+                return None;
+            }
+            let st = Arc::make_mut(st);
             let changed = st.record(report, at);
             report_arc = st.last.clone();
             changed
@@ -265,7 +380,7 @@ impl Agent {
                     connector = name,
                     code = r.code.map(|c| c.as_str()).unwrap_or("?"),
                     reason = r.reason.map(|c| c.as_str()).unwrap_or("?"),
-                    message = %r.message,
+                    line = %r.message,
                     "probe failed"
                 );
             }
@@ -276,11 +391,9 @@ impl Agent {
         report_arc
     }
 
+    /// Hands the current streaks to the writer thread (never blocks on the disk).
     fn persist(&self) {
-        let Some(store) = &self.store else { return };
-        // One writer at a time, and the snapshot taken under the same lock, so an older
-        // snapshot can never overwrite a newer one.
-        let _writer = lock(&self.persist_lock);
+        let Some(writer) = &self.writer else { return };
         let streaks: Streaks = lock(&self.states)
             .iter()
             .filter_map(|(k, s)| {
@@ -292,17 +405,14 @@ impl Agent {
                 })
             })
             .collect();
-        if let Err(e) = store.save(&streaks) {
-            tracing::error!(error = %e, "cannot save the queue clock state");
-        }
+        writer.submit(streaks);
     }
 
-    /// Re-reads the config file. A bad file is rejected and the running config keeps going.
-    pub fn reload(self: &Arc<Self>) -> Result<(), LoadError> {
-        let result = Config::load(&self.config_path)
-            .map_err(LoadError::from)
-            .and_then(|cfg| build_prober(&cfg).map(|p| (cfg, p)));
-        let (cfg, prober) = match result {
+    /// Re-reads the config file. A bad file is rejected and the running config keeps going;
+    /// a good one applies completely (states, limits, tasks) or not at all.
+    pub async fn reload(self: &Arc<Self>) -> Result<(), LoadError> {
+        let _one = self.reload_lock.lock().await;
+        let (cfg, prober) = match load_off_runtime(self.config_path.clone(), self.load_stuck.clone()).await {
             Err(e) => {
                 lock(&self.reload).ok = false;
                 tracing::error!(error = %e, "config reload failed; keeping the running config");
@@ -312,7 +422,8 @@ impl Agent {
         };
         merge_states(&mut lock(&self.states), &cfg);
         self.resize_permits(cfg.max_concurrent_probes);
-        if let Ok(mut r) = self.running.write() {
+        {
+            let mut r = self.running.write().unwrap_or_else(|p| p.into_inner());
             *r = Arc::new(Running {
                 config: Arc::new(cfg),
                 prober: Arc::new(prober),
@@ -345,11 +456,48 @@ impl Agent {
         *current = wanted;
     }
 
+    /// Stops probing and waits (bounded) for the last queue-clock save.
     pub fn stop(&self) {
         self.shutdown.cancel();
         for (_, (_, h)) in lock(&self.tasks).drain() {
             h.abort();
         }
+        if let Some(w) = &self.writer
+            && !w.flush(Duration::from_secs(5))
+        {
+            tracing::warn!("the last queue clock save did not finish within 5s");
+        }
+    }
+}
+
+/// Reads and validates the config and builds its prober on a blocking thread, within
+/// [`LOAD_TIMEOUT`]. While a read is stuck, later loads fail at once instead of piling up threads.
+async fn load_off_runtime(path: PathBuf, stuck: Arc<AtomicBool>) -> Result<(Config, Prober), LoadError> {
+    let file = path.display().to_string();
+    if stuck.swap(true, Ordering::SeqCst) {
+        return Err(LoadError::Stuck { file });
+    }
+    let flag = stuck.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let r = Config::load(&path)
+            .map_err(LoadError::from)
+            .and_then(|cfg| build_prober(&cfg).map(|p| (cfg, p)));
+        flag.store(false, Ordering::SeqCst);
+        r
+    });
+    match tokio::time::timeout(LOAD_TIMEOUT, job).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            stuck.store(false, Ordering::SeqCst);
+            Err(LoadError::Crashed {
+                file,
+                detail: e.to_string(),
+            })
+        }
+        Err(_) => Err(LoadError::Timeout {
+            file,
+            after: LOAD_TIMEOUT,
+        }),
     }
 }
 
@@ -388,6 +536,7 @@ connectors:
   - name: keep
     recipient_domains: [a.test]
     interval: 5s
+    timeout: 2s
   - name: retarget
     recipient_domains: [other.test]
   - name: disable
@@ -431,12 +580,13 @@ connectors:
             clock: clock.clone(),
             max_initial_spread: None,
         })
+        .await
         .expect("agent");
         assert_eq!(agent.semaphore.available_permits(), 4);
         assert_eq!(agent.reload_status().success_at, Some(start));
         write(2);
         clock.advance(Duration::from_secs(90));
-        agent.reload().expect("reload");
+        agent.reload().await.expect("reload");
         assert_eq!(agent.reload_status().success_at, Some(start + Duration::from_secs(90)));
         for _ in 0..100 {
             if agent.semaphore.available_permits() == 2 {
@@ -446,7 +596,7 @@ connectors:
         }
         assert_eq!(agent.semaphore.available_permits(), 2);
         write(6);
-        agent.reload().expect("reload");
+        agent.reload().await.expect("reload");
         assert_eq!(agent.semaphore.available_permits(), 6);
         agent.stop();
         let _ = std::fs::remove_dir_all(&dir);

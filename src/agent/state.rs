@@ -23,6 +23,11 @@ pub const HISTOGRAM_PHASES: [Phase; 6] = [
     Phase::TlsHandshake,
 ];
 
+/// A host not reached by this many consecutive probes loses its series.
+pub const HOST_STALE_PROBES: u64 = 3;
+/// Hosts kept per connector (each carries a few series).
+pub const MAX_HOSTS: usize = 64;
+
 const RECENT_FAILED: usize = 50;
 const RECENT_OK: usize = 10;
 
@@ -68,6 +73,8 @@ pub struct HostStats {
     /// Last chain this host presented (kept while later probes fail before TLS).
     pub certs: Vec<CertSummary>,
     pub tls: Option<TlsInfo>,
+    /// The connector probe (its number) that last reached this host.
+    pub last_seen: u64,
 }
 
 /// One entry of the recent-probe history (the status page shows these).
@@ -92,6 +99,8 @@ pub struct ConnectorState {
     pub failing_since: Option<SystemTime>,
     pub recent_failed: VecDeque<Recent>,
     pub recent_ok: VecDeque<Recent>,
+    /// Probes recorded so far (the clock of `HostStats::last_seen`).
+    pub probes: u64,
 }
 
 impl ConnectorState {
@@ -106,6 +115,7 @@ impl ConnectorState {
             failing_since: None,
             recent_failed: VecDeque::new(),
             recent_ok: VecDeque::new(),
+            probes: 0,
         }
     }
 
@@ -121,14 +131,17 @@ impl ConnectorState {
                 e.1 = Some((c, r));
             }
         }
+        self.probes += 1;
         for (host, (ok, fail)) in per_host {
             let h = self.hosts.entry(host.to_string()).or_default();
             h.probes += 1;
+            h.last_seen = self.probes;
             h.last_success = Some(ok);
             if !ok && let Some(k) = fail {
                 *h.failures.entry(k).or_insert(0) += 1;
             }
         }
+        self.prune_hosts();
         for a in &report.attempts {
             if let Some(h) = self.hosts.get_mut(&a.host) {
                 if !a.certificates.is_empty() {
@@ -172,6 +185,27 @@ impl ConnectorState {
         self.last = Some(Arc::new(report));
         self.last_at = Some(at);
         was_failing != self.failing_since.is_some()
+    }
+
+    /// Drops hosts the last few probes did not reach (an MX set that changes names must not
+    /// grow the `host` label for ever), and keeps at most [`MAX_HOSTS`], newest first.
+    fn prune_hosts(&mut self) {
+        let now = self.probes;
+        self.hosts.retain(|_, h| now - h.last_seen < HOST_STALE_PROBES);
+        if self.hosts.len() > MAX_HOSTS {
+            let mut seen: Vec<u64> = self.hosts.values().map(|h| h.last_seen).collect();
+            seen.sort_unstable_by(|a, b| b.cmp(a));
+            let cutoff = seen[MAX_HOSTS - 1];
+            self.hosts.retain(|_, h| h.last_seen >= cutoff);
+            while self.hosts.len() > MAX_HOSTS {
+                // Equal ages at the cut: drop by name, deterministically.
+                let Some(k) = self.hosts.iter().filter(|(_, h)| h.last_seen == cutoff).map(|(k, _)| k.clone()).next_back()
+                else {
+                    break;
+                };
+                self.hosts.remove(&k);
+            }
+        }
     }
 
     pub fn delivered(&self) -> Option<bool> {
@@ -276,6 +310,8 @@ mod tests {
             duration_seconds: 0.01,
             warnings: vec![],
             attempts,
+            deadline_reached: false,
+            not_reached: vec![],
             reported: if delivered { Some(0) } else { last_failed },
         }
     }
@@ -306,6 +342,29 @@ mod tests {
         assert_eq!(st.status(), Some(Some(Code::ConnectionRefused)));
         assert_eq!(st.durations["connect"].count, 1);
         assert_eq!(st.durations["total"].count, 2);
+    }
+
+    #[test]
+    fn hosts_that_stop_appearing_are_pruned_and_bounded() {
+        let mut st = ConnectorState::new(connector(), Duration::from_secs(86_400));
+        // An MX answer that changes names every probe.
+        for i in 0..5000 {
+            st.record(report(vec![failed_attempt(&format!("mx{i}.a.test"))]), t(i));
+            assert!(st.hosts.len() <= HOST_STALE_PROBES as usize, "probe {i}: {}", st.hosts.len());
+        }
+        assert!(st.hosts.contains_key("mx4999.a.test"));
+        // A stable host stays however many others come and go.
+        for i in 0..10 {
+            st.record(
+                report(vec![failed_attempt("stable.a.test"), failed_attempt(&format!("x{i}.a.test"))]),
+                t(6000 + i),
+            );
+        }
+        assert!(st.hosts.contains_key("stable.a.test"));
+        // Many hosts in one probe: at most MAX_HOSTS kept.
+        let many: Vec<Attempt> = (0..200).map(|i| failed_attempt(&format!("h{i:03}.a.test"))).collect();
+        st.record(report(many), t(7000));
+        assert_eq!(st.hosts.len(), MAX_HOSTS);
     }
 
     #[test]

@@ -40,6 +40,24 @@ pub fn interval(s: &str) -> Result<Duration, ValueError> {
     Ok(d)
 }
 
+/// A cache age: 0s to 1h.
+pub fn max_age(s: &str) -> Result<Duration, ValueError> {
+    let d = duration(s)?;
+    if d > Duration::from_secs(3600) {
+        return Err(bad(s, "at most 1h"));
+    }
+    Ok(d)
+}
+
+/// A whole-probe deadline: 100ms to 24h.
+pub fn deadline(s: &str) -> Result<Duration, ValueError> {
+    let d = duration(s)?;
+    if !(MIN_TIMEOUT..=crate::config::MAX_INTERVAL).contains(&d) {
+        return Err(bad(s, "must be between 100ms and 24h"));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

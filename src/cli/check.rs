@@ -45,6 +45,9 @@ pub struct CheckArgs {
     /// Deadline of each step (connect, every reply, the TLS handshake, each DNS lookup).
     #[arg(long, value_parser = args::step_timeout)]
     pub timeout: Option<Duration>,
+    /// Deadline of the whole check, all hosts and steps together (default 60s).
+    #[arg(long, value_parser = args::deadline)]
+    pub deadline: Option<Duration>,
     /// Name sent in EHLO.
     #[arg(long)]
     pub helo: Option<String>,
@@ -64,6 +67,9 @@ fn parse_tls(s: &str) -> Result<TlsSettings, args::ValueError> {
         problem: "expected none, encryption-only, certificate-validation or domain-validation".into(),
     })
 }
+
+/// `check`'s whole-probe deadline unless `--deadline` or the connector says otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A usage or configuration problem (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +154,7 @@ pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError>
             tls_domain: None,
             helo: default_helo(),
             timeout: Duration::from_secs(10),
+            deadline: DEFAULT_DEADLINE,
         }
     };
     if let Some(p) = args.port {
@@ -173,6 +180,9 @@ pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError>
     }
     if let Some(t) = args.timeout {
         spec.timeout = t;
+    }
+    if let Some(d) = args.deadline {
+        spec.deadline = d;
     }
     if let Some(h) = &args.helo {
         spec.helo = HostName::parse(h).map_err(name_err("--helo"))?;

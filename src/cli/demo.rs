@@ -65,6 +65,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         log_level: "info".into(),
         storage_path: dir.join("data"),
         enable_adhoc_probes: false,
+        // The demo listens on loopback by default; reloading its generated config is harmless.
+        enable_lifecycle: true,
+        probe_max_age: Duration::from_secs(5),
     };
     let url = format!("http://{}/", args.listen.replace("0.0.0.0", "127.0.0.1"));
     eprintln!(

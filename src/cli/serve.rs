@@ -39,6 +39,13 @@ pub struct ServeArgs {
     /// Allow `/probe?target=HOST` for arbitrary hosts. Off by default: an open prober is a port scanner.
     #[arg(long = "web.enable-adhoc-probes")]
     pub enable_adhoc_probes: bool,
+    /// Allow `POST /-/reload` (as Prometheus does); otherwise it answers 403. SIGHUP always works.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+    /// `/probe?connector=` serves a report younger than this from memory instead of probing the
+    /// partner's server again (0s: always probe, still one probe for concurrent requests).
+    #[arg(long = "web.probe-max-age", value_parser = super::args::max_age, default_value = "5s")]
+    pub probe_max_age: Duration,
 }
 
 /// Failure to start: the message names the file/line/field; the caller exits with 2.
@@ -75,7 +82,8 @@ pub async fn run(
         storage: Some(store),
         clock: Arc::new(SystemClock),
         max_initial_spread,
-    })?;
+    })
+    .await?;
     let listener = web::bind(&args.listen).await?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let cfg = agent.config();
@@ -93,6 +101,8 @@ pub async fn run(
         agent.clone(),
         HttpOptions {
             enable_adhoc_probes: args.enable_adhoc_probes,
+            enable_lifecycle: args.enable_lifecycle,
+            probe_max_age: args.probe_max_age,
             demo_note,
         },
     )
@@ -110,7 +120,7 @@ fn spawn_signal_handlers(agent: Arc<Agent>) {
             return;
         };
         while hup.recv().await.is_some() {
-            let _ = a.reload();
+            let _ = a.reload().await;
         }
     });
     tokio::spawn(async move {

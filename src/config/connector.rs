@@ -162,6 +162,9 @@ pub struct ProbeSpec {
     pub helo: HostName,
     /// Deadline of each step (connect, each reply, the handshake, each DNS lookup).
     pub timeout: Duration,
+    /// Deadline of the whole probe, all hosts and steps together, so a slow-but-answering
+    /// target cannot hold a concurrency slot for many intervals.
+    pub deadline: Duration,
 }
 
 /// A validated connector: the probe plus scheduling and labels.

@@ -30,6 +30,8 @@ pub struct Config {
 pub struct Defaults {
     pub interval: Duration,
     pub timeout: Duration,
+    /// None: [`default_deadline`] of each connector's interval and timeout.
+    pub probe_deadline: Option<Duration>,
     pub helo: HostName,
     pub message_expiration: Duration,
 }
@@ -39,10 +41,29 @@ impl Default for Defaults {
         Defaults {
             interval: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
+            probe_deadline: None,
             helo: default_helo(),
             message_expiration: Duration::from_secs(24 * 3600),
         }
     }
+}
+
+/// Bounds of every number in the file: absurd values are config errors with a location, never
+/// overflows or panics later.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_CONCURRENT_PROBES: usize = 4096;
+pub const MAX_CONNECTORS: usize = 50_000;
+pub const MAX_SMART_HOSTS: usize = 32;
+pub const MAX_DOMAINS: usize = 1000;
+pub const MAX_DNS_SERVERS: usize = 8;
+pub const MAX_CA_FILES: usize = 32;
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The whole-probe deadline when none is set: half the interval, but at least one step's
+/// timeout, and never more than the interval.
+pub fn default_deadline(interval: Duration, timeout: Duration) -> Duration {
+    (interval / 2).max(timeout).min(interval)
 }
 
 /// EHLO name when none is configured: the machine's host name if it looks like an FQDN.
@@ -90,14 +111,24 @@ pub const MIN_EXPIRATION: Duration = Duration::from_secs(12 * 3600);
 pub const MAX_EXPIRATION: Duration = Duration::from_secs(24 * 3600);
 
 impl Config {
+    /// Reads and validates the file. Blocking: the agent calls it on a blocking thread.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let fail = |message: String| ConfigError {
             file: path.display().to_string(),
             line: 0,
             column: 0,
             field: "-".into(),
-            message: format!("cannot read: {e}"),
-        })?;
+            message,
+        };
+        // A FIFO or a device would block the read or never end; only regular files are configs.
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail("not a regular file".into()));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(fail(format!("larger than {MAX_FILE_BYTES} bytes")));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
         Config::parse(path, &text)
     }
 
@@ -105,18 +136,20 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let ctx = Ctx { file: &file };
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| parse_error(&file, &e))?;
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| parse_error(&file, text, &e))?;
 
         let mut defaults = Defaults::default();
         if let Some(d) = &raw.defaults.interval {
-            if d.value.0 < Duration::from_secs(1) {
-                return ctx.err(&d.referenced, "defaults.interval", "must be at least 1s");
-            }
+            check_interval(&ctx, d, "defaults.interval")?;
             defaults.interval = d.value.0;
         }
         if let Some(d) = &raw.defaults.timeout {
             check_timeout(&ctx, d, "defaults.timeout")?;
             defaults.timeout = d.value.0;
+        }
+        if let Some(d) = &raw.defaults.probe_deadline {
+            check_deadline(&ctx, d, "defaults.probe_deadline")?;
+            defaults.probe_deadline = Some(d.value.0);
         }
         if let Some(h) = &raw.defaults.helo {
             defaults.helo = HostName::parse(&h.value).or_else(|m| ctx.err(&h.referenced, "defaults.helo", m))?;
@@ -132,6 +165,27 @@ impl Config {
             defaults.message_expiration = d.value.0;
         }
 
+        let count = |n: usize, max: usize, field: &str| -> Result<(), ConfigError> {
+            if n > max {
+                return Err(ConfigError {
+                    file: file.clone(),
+                    line: 0,
+                    column: 0,
+                    field: field.to_string(),
+                    message: format!("at most {max} entries (found {n})"),
+                });
+            }
+            Ok(())
+        };
+        count(raw.dns.servers.len(), MAX_DNS_SERVERS, "dns.servers")?;
+        count(raw.trust.extra_ca_files.len(), MAX_CA_FILES, "trust.extra_ca_files")?;
+        if raw.connectors.value.len() > MAX_CONNECTORS {
+            return ctx.err(
+                &raw.connectors.referenced,
+                "connectors",
+                format!("at most {MAX_CONNECTORS} connectors per agent (shard larger sets)"),
+            );
+        }
         let mut dns_servers = Vec::new();
         for (i, s) in raw.dns.servers.iter().enumerate() {
             match parse_dns_server(&s.value) {
@@ -162,7 +216,13 @@ impl Config {
         }
 
         let max_concurrent_probes = match &raw.max_concurrent_probes {
-            Some(m) if m.value == 0 => return ctx.err(&m.referenced, "max_concurrent_probes", "must be at least 1"),
+            Some(m) if !(1..=MAX_CONCURRENT_PROBES).contains(&m.value) => {
+                return ctx.err(
+                    &m.referenced,
+                    "max_concurrent_probes",
+                    format!("must be between 1 and {MAX_CONCURRENT_PROBES}"),
+                );
+            }
             Some(m) => m.value,
             None => 32,
         };
@@ -214,6 +274,20 @@ fn check_timeout(ctx: &Ctx, d: &Spanned<Dur>, field: &str) -> Result<(), ConfigE
     Ok(())
 }
 
+fn check_interval(ctx: &Ctx, d: &Spanned<Dur>, field: &str) -> Result<(), ConfigError> {
+    if d.value.0 < MIN_INTERVAL || d.value.0 > MAX_INTERVAL {
+        return ctx.err(&d.referenced, field, "must be between 1s and 24h");
+    }
+    Ok(())
+}
+
+fn check_deadline(ctx: &Ctx, d: &Spanned<Dur>, field: &str) -> Result<(), ConfigError> {
+    if d.value.0 < MIN_TIMEOUT || d.value.0 > MAX_INTERVAL {
+        return ctx.err(&d.referenced, field, "must be between 100ms and 24h");
+    }
+    Ok(())
+}
+
 fn build_connector(
     ctx: &Ctx,
     i: usize,
@@ -238,6 +312,17 @@ fn build_connector(
         None => None,
     };
 
+    for (list, max, name) in [
+        (&c.recipient_domains, MAX_DOMAINS, "recipient_domains"),
+        (&c.sample_domains, MAX_DOMAINS, "sample_domains"),
+        (&c.smart_hosts, MAX_SMART_HOSTS, "smart_hosts"),
+    ] {
+        if let Some(l) = list
+            && l.value.len() > max
+        {
+            return ctx.err(&l.referenced, f(name), format!("at most {max} entries"));
+        }
+    }
     let mut recipient_domains = Vec::new();
     if let Some(rd) = &c.recipient_domains {
         for d in &rd.value {
@@ -318,10 +403,10 @@ fn build_connector(
         None => 25,
     };
     let interval = match &c.interval {
-        Some(d) if d.value.0 < Duration::from_secs(1) => {
-            return ctx.err(&d.referenced, f("interval"), "must be at least 1s");
+        Some(d) => {
+            check_interval(ctx, d, &f("interval"))?;
+            d.value.0
         }
-        Some(d) => d.value.0,
         None => defaults.interval,
     };
     let timeout = match &c.timeout {
@@ -330,6 +415,46 @@ fn build_connector(
             d.value.0
         }
         None => defaults.timeout,
+    };
+    // Where the complaint goes when the values come from different places.
+    let here = c
+        .timeout
+        .as_ref()
+        .or(c.interval.as_ref())
+        .map(|d| &d.referenced)
+        .unwrap_or(&c.name.referenced);
+    if timeout > interval {
+        return ctx.err(
+            here,
+            f("timeout"),
+            format!(
+                "the step timeout ({}) must not exceed the interval ({})",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+    let deadline = match &c.probe_deadline {
+        Some(d) => {
+            check_deadline(ctx, d, &f("probe_deadline"))?;
+            Some((d.value.0, &d.referenced))
+        }
+        None => None,
+    };
+    let deadline = match deadline.or(defaults.probe_deadline.map(|d| (d, here))) {
+        Some((d, loc)) if d > interval => {
+            return ctx.err(
+                loc,
+                f("probe_deadline"),
+                format!(
+                    "the probe deadline ({}) must not exceed the interval ({})",
+                    humantime::format_duration(d),
+                    humantime::format_duration(interval)
+                ),
+            );
+        }
+        Some((d, _)) => d,
+        None => default_deadline(interval, timeout),
     };
     let helo = match &c.helo {
         Some(h) => HostName::parse(&h.value).or_else(|m| ctx.err(&h.referenced, f("helo"), m))?,
@@ -350,16 +475,20 @@ fn build_connector(
             tls_domain,
             helo,
             timeout,
+            deadline,
         },
     })
 }
 
 /// Turns a YAML/serde error into our `file:line:col: field: message` shape.
-fn parse_error(file: &str, e: &serde_saphyr::Error) -> ConfigError {
+fn parse_error(file: &str, text: &str, e: &serde_saphyr::Error) -> ConfigError {
     let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
     let msg = e.without_snippet().to_string();
-    // serde messages name the offending field (`unknown field `x``, `missing field `y``).
-    let field = extract_field(&msg).unwrap_or_else(|| "-".to_string());
+    // serde messages name the offending field (`unknown field `x``, `missing field `y``);
+    // value errors (a bad duration, a number out of range) are located by their position.
+    let field = extract_field(&msg)
+        .or_else(|| field_at(text, line, column))
+        .unwrap_or_else(|| "-".to_string());
     ConfigError {
         file: file.to_string(),
         line,
@@ -371,6 +500,69 @@ fn parse_error(file: &str, e: &serde_saphyr::Error) -> ConfigError {
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// The key path of the value at `line:column` (1-based) in block or simple flow YAML, e.g.
+/// `connectors[1].timeout` or `defaults.interval`: good enough to point at the field.
+fn field_at(text: &str, line: u64, column: u64) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let idx = usize::try_from(line).ok()?.checked_sub(1)?;
+    let here = *lines.get(idx)?;
+    let upto: String = here.chars().take(usize::try_from(column).ok()?.saturating_sub(1)).collect();
+    let keys = keys_in(&upto);
+    let mut path: Vec<String> = match (keys.first(), keys.last()) {
+        (Some(first), Some(last)) if first != last && upto.contains('{') => vec![first.clone(), last.clone()],
+        (_, Some(last)) => vec![last.clone()],
+        _ => return None,
+    };
+    // Walk up through less indented lines: mapping parents, and sequence items with their index.
+    let mut indent = indent_of(here);
+    let mut i = idx;
+    while i > 0 && indent > 0 {
+        i -= 1;
+        let l = lines[i];
+        if l.trim().is_empty() || l.trim_start().starts_with('#') || indent_of(l) >= indent {
+            continue;
+        }
+        let item_indent = indent_of(l);
+        if l.trim_start().starts_with("- ") {
+            // Count the items of this sequence up to here, then find the sequence's key.
+            let n = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|p| p.trim().is_empty() || indent_of(p) >= item_indent)
+                .filter(|p| indent_of(p) == item_indent && p.trim_start().starts_with("- "))
+                .count();
+            if let Some(first) = path.first_mut() {
+                *first = format!("[{n}].{first}");
+            }
+        } else if let Some(k) = keys_in(l).first() {
+            path.insert(0, k.clone());
+        }
+        indent = item_indent;
+    }
+    Some(path.join(".").replace(".[", "["))
+}
+
+fn indent_of(l: &str) -> usize {
+    l.len() - l.trim_start().len()
+}
+
+/// The `key:` names in a line, in order.
+fn keys_in(l: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut word = String::new();
+    for c in l.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            if c == ':' && !word.is_empty() {
+                keys.push(word.clone());
+            }
+            word.clear();
+        }
+    }
+    keys
 }
 
 fn extract_field(msg: &str) -> Option<String> {
@@ -490,6 +682,7 @@ connectors:
     fn bad_duration() {
         let e = expect_err("defaults:\n  timeout: tenseconds\nconnectors: []\n");
         assert_eq!(e.line, 2, "{e}");
+        assert_eq!(e.field, "defaults.timeout", "{e}");
         assert!(e.message.contains("duration"), "{e}");
         let e = expect_err("connectors:\n  - name: a\n    recipient_domains: [a.test]\n    timeout: 0s\n");
         assert_eq!(e.field, "connectors[0].timeout");
@@ -511,6 +704,36 @@ connectors:
     fn wildcard_only_mx_connector_needs_samples() {
         let e = expect_err("connectors:\n  - name: a\n    recipient_domains: [\"*.a.test\"]\n");
         assert!(e.message.contains("sample_domains"), "{e}");
+    }
+
+    #[test]
+    fn absurd_numbers_are_config_errors() {
+        let one = "connectors:\n  - name: a\n    recipient_domains: [a.test]\n";
+        let e = expect_err(&format!("max_concurrent_probes: 4611686018427387904\n{one}"));
+        assert_eq!((e.field.as_str(), e.line), ("max_concurrent_probes", 1), "{e}");
+        let e = expect_err(&format!("max_concurrent_probes: 99999999999999999999999\n{one}"));
+        assert_eq!((e.field.as_str(), e.line), ("max_concurrent_probes", 1), "{e}");
+        let e = expect_err("connectors:\n  - name: a\n    recipient_domains: [a.test]\n  - name: b\n    port: 70000\n");
+        assert_eq!((e.field.as_str(), e.line), ("connectors[1].port", 5), "{e}");
+        let e = expect_err(&format!("defaults: {{ interval: 18446744073709551616ms }}\n{one}"));
+        assert_eq!(e.field, "defaults.interval", "{e}");
+        let e = expect_err(&format!("defaults: {{ interval: 25h }}\n{one}"));
+        assert_eq!(e.field, "defaults.interval", "{e}");
+        let e = expect_err("connectors:\n  - name: a\n    recipient_domains: [a.test]\n    interval: 2s\n    timeout: 3s\n");
+        assert_eq!((e.field.as_str(), e.line), ("connectors[0].timeout", 5), "{e}");
+        let e = expect_err(
+            "defaults: { probe_deadline: 2m }\nconnectors:\n  - name: a\n    recipient_domains: [a.test]\n",
+        );
+        assert_eq!(e.field, "connectors[0].probe_deadline", "{e}");
+        assert!(e.message.contains("interval"), "{e}");
+    }
+
+    #[test]
+    fn probe_deadline_defaults_under_the_interval() {
+        let c = parse("connectors:\n  - name: a\n    recipient_domains: [a.test]\n  - name: b\n    recipient_domains: [b.test]\n    interval: 1s\n    timeout: 1s\n  - name: c\n    recipient_domains: [c.test]\n    probe_deadline: 20s\n")
+            .expect("config");
+        let d: Vec<Duration> = c.connectors.iter().map(|c| c.probe.deadline).collect();
+        assert_eq!(d, [Duration::from_secs(30), Duration::from_secs(1), Duration::from_secs(20)]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ impl<'de> Deserialize<'de> for Dur {
 pub(super) struct RawDefaults {
     pub(super) interval: Option<Spanned<Dur>>,
     pub(super) timeout: Option<Spanned<Dur>>,
+    pub(super) probe_deadline: Option<Spanned<Dur>>,
     pub(super) helo: Option<Spanned<String>>,
     pub(super) message_expiration: Option<Spanned<Dur>>,
 }
@@ -70,6 +71,8 @@ pub(super) struct RawConnector {
     pub(super) interval: Option<Spanned<Dur>>,
     #[serde(default)]
     pub(super) timeout: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) probe_deadline: Option<Spanned<Dur>>,
     #[serde(default)]
     pub(super) helo: Option<Spanned<String>>,
     #[serde(default)]

@@ -95,6 +95,7 @@ impl Lab {
             tls_domain,
             helo: helo.clone(),
             timeout,
+            deadline: timeout * 4,
         };
         let by_name = |port: u16| HostPort::name(mail.clone(), Some(port));
         let by_ip = HostPort::from;

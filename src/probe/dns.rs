@@ -21,6 +21,8 @@ pub enum DnsFailure {
     Refused,
     NoAddress,
     NullMx,
+    /// The answer names something that is not a host name (a hostile or broken zone).
+    InvalidName(String),
     Unreachable(String),
 }
 
@@ -33,6 +35,7 @@ impl DnsFailure {
             DnsFailure::Refused => Reason::DnsRefused,
             DnsFailure::NoAddress => Reason::NoAddress,
             DnsFailure::NullMx => Reason::NullMx,
+            DnsFailure::InvalidName(_) => Reason::InvalidName,
             DnsFailure::Unreachable(_) => Reason::DnsUnreachable,
         }
     }
@@ -47,6 +50,7 @@ impl fmt::Display for DnsFailure {
             DnsFailure::Refused => f.write_str("REFUSED"),
             DnsFailure::NoAddress => f.write_str("no A or AAAA record"),
             DnsFailure::NullMx => f.write_str("null MX (domain accepts no mail)"),
+            DnsFailure::InvalidName(n) => write!(f, "the answer names an invalid host ({n})"),
             DnsFailure::Unreachable(m) => write!(f, "no DNS server reachable ({m})"),
         }
     }
@@ -55,8 +59,9 @@ impl fmt::Display for DnsFailure {
 /// The MX answer for a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MxAnswer {
-    /// Exchanges sorted by preference (stable for equal preferences).
-    Hosts(Vec<(u16, String)>),
+    /// Exchanges sorted by preference (stable for equal preferences); `Err` holds the escaped
+    /// text of an exchange that is not a valid host name.
+    Hosts(Vec<(u16, Result<String, String>)>),
     /// The name exists but has no MX: use its own A/AAAA (RFC 5321 implicit MX).
     NoData,
 }
@@ -122,7 +127,7 @@ impl Dns {
             }
             Ok(Ok(l)) => l,
         };
-        let mut hosts: Vec<(u16, String)> = Vec::new();
+        let mut hosts: Vec<(u16, Result<String, String>)> = Vec::new();
         let mut null = false;
         for record in lookup.answers() {
             if let RData::MX(mx) = &record.data {
@@ -130,7 +135,11 @@ impl Dns {
                     null = true;
                     continue;
                 }
-                let host = mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+                let text = mx.exchange.to_ascii();
+                let host = match crate::config::HostName::parse(&text) {
+                    Ok(h) => Ok(h.as_str().to_string()),
+                    Err(_) => Err(crate::probe::escape(&text, 100)),
+                };
                 if !hosts.iter().any(|(_, h)| *h == host) {
                     hosts.push((mx.preference, host));
                 }

@@ -6,21 +6,25 @@ use super::dns::{Dns, MxAnswer, ResolverError};
 use super::report::{Attempt, ProbeReport, TlsInfo};
 use super::smtp::{Limits, Reply, Session, Transcript};
 use super::tls::{RecordingVerifier, TlsSetupError};
-use super::{Phase, ProbeError, connect, escape, tls};
+use super::{Phase, ProbeError, connect, escape, sanitize, tls};
 use crate::config::{Host, HostPort, ProbeSpec, Routing, TlsSettings};
 use crate::taxonomy::{Code, Reason};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
 use rustls::time_provider::TimeProvider;
+use futures_util::StreamExt;
+use futures_util::stream;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 
 /// Bounds so a hostile DNS answer cannot make one probe run for ever.
 const MAX_MX_HOSTS: usize = 8;
 const MAX_ADDRS_PER_HOST: usize = 4;
 const MAX_ATTEMPTS_PER_ROUTE: usize = 16;
+/// Lookups in flight at once for one probe (smart hosts, recipient domains, MX exchanges).
+const DNS_CONCURRENCY: usize = 4;
 
 #[derive(Default)]
 pub struct ProberOptions {
@@ -68,6 +72,16 @@ enum Plan {
     },
 }
 
+impl Plan {
+    /// How the report names a target it had no time for.
+    fn describe(&self) -> String {
+        match self {
+            Plan::Connect { host, addr, .. } => format!("{host} [{addr}]"),
+            Plan::DnsFailed { host, .. } => host.clone(),
+        }
+    }
+}
+
 impl Prober {
     pub fn new(opts: ProberOptions) -> Result<Prober, ProberError> {
         let dns = Dns::new(&opts.dns_servers, Duration::from_secs(3))?;
@@ -87,36 +101,50 @@ impl Prober {
     pub async fn probe(&self, spec: &ProbeSpec) -> ProbeReport {
         let started = SystemTime::now();
         let t0 = Instant::now();
+        let deadline = t0 + spec.deadline;
         // A route is what one recipient sees: all smart hosts together, or one domain's MX set.
+        // Names are resolved a few at a time, all within the probe's deadline.
         let routes: Vec<(String, Vec<Plan>)> = match &spec.routing {
             Routing::SmartHosts(hosts) => {
-                let mut plans = Vec::new();
-                for h in hosts {
-                    plans.extend(self.resolve_smart_host(spec, h).await);
-                }
-                vec![("smart_hosts".to_string(), plans)]
+                // The futures are made first: a stream of futures keeps the probe future `Send`
+                // where a mapping closure would not.
+                let lookups: Vec<_> = hosts
+                    .iter()
+                    .map(|h| self.resolve_smart_host(spec, h, deadline))
+                    .collect();
+                let per_host: Vec<Vec<Plan>> = stream::iter(lookups).buffered(DNS_CONCURRENCY).collect().await;
+                vec![("smart_hosts".to_string(), per_host.into_iter().flatten().collect())]
             }
             Routing::Mx(domains) => {
-                let mut routes = Vec::new();
-                for d in domains {
-                    let plans = self.resolve_name(spec, d.as_str(), d.as_str(), spec.port).await;
-                    routes.push((d.to_string(), plans));
-                }
-                routes
+                let lookups: Vec<_> = domains
+                    .iter()
+                    .map(|d| self.resolve_name(spec, d.as_str(), d.as_str(), spec.port, deadline))
+                    .collect();
+                let per_domain: Vec<Vec<Plan>> = stream::iter(lookups).buffered(DNS_CONCURRENCY).collect().await;
+                domains.iter().map(|d| d.to_string()).zip(per_domain).collect()
             }
         };
 
         let mut attempts = Vec::new();
         let mut failing_route_last: Option<usize> = None;
         let mut all_delivered = true;
+        let mut not_reached = Vec::new();
+        let mut deadline_attempt: Option<usize> = None;
         for (_route, plans) in routes {
             let mut route_ok = false;
             let mut last_idx = None;
             for plan in plans.into_iter().take(MAX_ATTEMPTS_PER_ROUTE) {
-                let a = self.run_plan(spec, plan).await;
+                if deadline_attempt.is_some() || Instant::now() >= deadline {
+                    not_reached.push(plan.describe());
+                    continue;
+                }
+                let (a, cut) = self.run_plan(spec, plan, deadline).await;
                 route_ok |= a.delivered;
                 attempts.push(a);
                 last_idx = Some(attempts.len() - 1);
+                if cut {
+                    deadline_attempt = last_idx;
+                }
             }
             if !route_ok {
                 all_delivered = false;
@@ -125,6 +153,7 @@ impl Prober {
                 }
             }
         }
+        let deadline_reached = deadline_attempt.is_some() || !not_reached.is_empty();
 
         let mut warnings = Vec::new();
         if attempts.iter().any(|a| a.delivered && a.plaintext) {
@@ -151,11 +180,21 @@ impl Prober {
         if self.private_ca && spec.tls_settings.validates_certificate() {
             warnings.push("extra CA files are trusted: Exchange Online trusts public CAs only".into());
         }
+        if deadline_reached {
+            let mut w = format!(
+                "the probe deadline of {} was reached",
+                humantime::format_duration(spec.deadline)
+            );
+            if !not_reached.is_empty() {
+                w.push_str(&format!("; not tried: {}", not_reached.join(", ")));
+            }
+            warnings.push(sanitize(&w, 1000));
+        }
 
         let reported_idx = if all_delivered {
             attempts.iter().position(|a| a.delivered)
         } else {
-            failing_route_last
+            failing_route_last.or(deadline_attempt)
         };
         let reported = reported_idx.and_then(|i| attempts.get(i));
         let (code, reason, phase, message) = match reported {
@@ -185,11 +224,13 @@ impl Prober {
             duration_seconds: t0.elapsed().as_secs_f64(),
             warnings,
             attempts,
+            deadline_reached,
+            not_reached,
             reported: reported_idx,
         }
     }
 
-    async fn resolve_smart_host(&self, spec: &ProbeSpec, h: &HostPort) -> Vec<Plan> {
+    async fn resolve_smart_host(&self, spec: &ProbeSpec, h: &HostPort, deadline: Instant) -> Vec<Plan> {
         let port = h.port.unwrap_or(spec.port);
         match &h.host {
             Host::Ip(ip) => vec![Plan::Connect {
@@ -200,66 +241,81 @@ impl Prober {
                 dns_secs: 0.0,
             }],
             // Exchange Online looks up MX first for a smart host name, then A/AAAA.
-            Host::Name(name) => self.resolve_name(spec, name.as_str(), &h.to_string(), port).await,
+            Host::Name(name) => {
+                self.resolve_name(spec, name.as_str(), &h.to_string(), port, deadline)
+                    .await
+            }
         }
     }
 
     /// MX (preference order) → addresses of each exchange; NODATA → the name's own addresses.
-    async fn resolve_name(&self, spec: &ProbeSpec, name: &str, target: &str, port: u16) -> Vec<Plan> {
-        let t = Instant::now();
-        let mx = self.dns.mx(name, spec.timeout).await;
-        let mx_secs = t.elapsed().as_secs_f64();
-        let hosts: Vec<(Option<u16>, String)> = match mx {
-            Ok(MxAnswer::Hosts(h)) => h.into_iter().take(MAX_MX_HOSTS).map(|(p, n)| (Some(p), n)).collect(),
-            Ok(MxAnswer::NoData) => vec![(None, name.to_string())],
-            Err(failure) => {
-                return vec![Plan::DnsFailed {
-                    target: target.to_string(),
-                    host: name.to_string(),
-                    pref: None,
-                    error: ProbeError::Dns {
-                        name: name.to_string(),
-                        qtype: "MX",
-                        failure,
-                    },
-                    dns_secs: mx_secs,
-                }];
-            }
+    async fn resolve_name(&self, spec: &ProbeSpec, name: &str, target: &str, port: u16, deadline: Instant) -> Vec<Plan> {
+        let dns_failed = |host: &str, pref, qtype, failure, dns_secs| Plan::DnsFailed {
+            target: target.to_string(),
+            host: host.to_string(),
+            pref,
+            error: ProbeError::Dns {
+                name: host.to_string(),
+                qtype,
+                failure,
+            },
+            dns_secs,
         };
-        let mut plans = Vec::new();
-        for (pref, host) in hosts {
-            let t = Instant::now();
-            let addrs = self.dns.addresses(&host, spec.timeout).await;
-            let dns_secs = mx_secs + t.elapsed().as_secs_f64();
-            match addrs {
-                Ok(ips) => {
-                    for ip in ips.into_iter().take(MAX_ADDRS_PER_HOST) {
-                        plans.push(Plan::Connect {
+        let cut = |host: &str, pref, dns_secs| Plan::DnsFailed {
+            target: target.to_string(),
+            host: host.to_string(),
+            pref,
+            error: ProbeError::Deadline {
+                phase: Phase::Dns,
+                after: spec.deadline,
+            },
+            dns_secs,
+        };
+        let t = Instant::now();
+        let mx = timeout_at(deadline, self.dns.mx(name, spec.timeout)).await;
+        let mx_secs = t.elapsed().as_secs_f64();
+        let hosts: Vec<(Option<u16>, Result<String, String>)> = match mx {
+            Err(_) => return vec![cut(name, None, mx_secs)],
+            Ok(Ok(MxAnswer::Hosts(h))) => h.into_iter().take(MAX_MX_HOSTS).map(|(p, n)| (Some(p), n)).collect(),
+            Ok(Ok(MxAnswer::NoData)) => vec![(None, Ok(name.to_string()))],
+            Ok(Err(failure)) => return vec![dns_failed(name, None, "MX", failure, mx_secs)],
+        };
+        let lookups: Vec<_> = hosts
+            .into_iter()
+            .map(|(pref, host)| async move {
+                let host = match host {
+                    Ok(h) => h,
+                    Err(bad) => {
+                        let failure = super::dns::DnsFailure::InvalidName(bad.clone());
+                        return vec![dns_failed(&bad, pref, "MX", failure, mx_secs)];
+                    }
+                };
+                let t = Instant::now();
+                let addrs = timeout_at(deadline, self.dns.addresses(&host, spec.timeout)).await;
+                let dns_secs = mx_secs + t.elapsed().as_secs_f64();
+                match addrs {
+                    Err(_) => vec![cut(&host, pref, dns_secs)],
+                    Ok(Ok(ips)) => ips
+                        .into_iter()
+                        .take(MAX_ADDRS_PER_HOST)
+                        .map(|ip| Plan::Connect {
                             target: target.to_string(),
                             host: host.clone(),
                             pref,
                             addr: SocketAddr::new(ip, port),
                             dns_secs,
-                        });
-                    }
+                        })
+                        .collect(),
+                    Ok(Err(failure)) => vec![dns_failed(&host, pref, "A/AAAA", failure, dns_secs)],
                 }
-                Err(failure) => plans.push(Plan::DnsFailed {
-                    target: target.to_string(),
-                    host: host.clone(),
-                    pref,
-                    error: ProbeError::Dns {
-                        name: host.clone(),
-                        qtype: "A/AAAA",
-                        failure,
-                    },
-                    dns_secs,
-                }),
-            }
-        }
-        plans
+            })
+            .collect();
+        let lookups: Vec<Vec<Plan>> = stream::iter(lookups).buffered(DNS_CONCURRENCY).collect().await;
+        lookups.into_iter().flatten().collect()
     }
 
-    async fn run_plan(&self, spec: &ProbeSpec, plan: Plan) -> Attempt {
+    /// One attempt; true when the probe's deadline cut it off.
+    async fn run_plan(&self, spec: &ProbeSpec, plan: Plan, deadline: Instant) -> (Attempt, bool) {
         match plan {
             Plan::DnsFailed {
                 target,
@@ -270,8 +326,9 @@ impl Prober {
             } => {
                 let mut a = Attempt::new(target, host, pref, None, spec.port);
                 a.durations.insert(Phase::Dns, dns_secs);
+                let cut = matches!(error, ProbeError::Deadline { .. });
                 a.fail(&error);
-                a
+                (a, cut)
             }
             Plan::Connect {
                 target,
@@ -285,8 +342,15 @@ impl Prober {
                     a.durations.insert(Phase::Dns, dns_secs);
                 }
                 let mut transcript = Transcript::default();
-                let result = self.dialogue(spec, addr, &mut a, &mut transcript).await;
+                let result = timeout_at(deadline, self.dialogue(spec, addr, &mut a, &mut transcript)).await;
                 a.transcript = transcript;
+                let result = result.unwrap_or_else(|_| {
+                    Err(ProbeError::Deadline {
+                        phase: a.in_flight.unwrap_or(Phase::Connect),
+                        after: spec.deadline,
+                    })
+                });
+                let cut = matches!(result, Err(ProbeError::Deadline { .. }));
                 match result {
                     Ok(()) => {
                         a.delivered = true;
@@ -302,7 +366,8 @@ impl Prober {
                     }
                     Err(e) => a.fail(&e),
                 }
-                a
+                a.in_flight = None;
+                (a, cut)
             }
         }
     }
@@ -314,6 +379,7 @@ impl Prober {
         a: &mut Attempt,
         tr: &mut Transcript,
     ) -> Result<(), ProbeError> {
+        a.in_flight = Some(Phase::Connect);
         let t = Instant::now();
         let tcp = connect::connect(addr, spec.timeout).await;
         a.durations.insert(Phase::Connect, t.elapsed().as_secs_f64());
@@ -321,6 +387,7 @@ impl Prober {
         a.source_address = tcp.local_addr().ok();
         let mut s = Session::new(tcp, spec.timeout, self.limits);
 
+        a.in_flight = Some(Phase::Banner);
         let t = Instant::now();
         let banner = s.read_reply(Phase::Banner, tr).await;
         a.durations.insert(Phase::Banner, t.elapsed().as_secs_f64());
@@ -357,16 +424,14 @@ impl Prober {
             self.quit(&mut s, a, tr).await;
             return Ok(());
         }
-        if !s.pending().is_empty() {
-            let extra = super::escape_bytes(s.pending(), 80);
-            tr.push("S:", &format!("{extra} (sent before the TLS handshake)"));
-            return Err(ProbeError::Protocol {
-                phase: Phase::Starttls,
-                detail: "the server sent plaintext after \"220 Ready to start TLS\" (possible STARTTLS injection)"
-                    .into(),
-            });
+        // Whatever follows "220 Ready" is judged by its first byte, whether it came in the same
+        // read as the 220 or later: TLS records go to the handshake, plaintext is an injection.
+        if s.pending().first().is_some_and(|b| !tls::is_tls_record_start(*b)) {
+            return Err(injection(s.pending(), tr));
         }
-        let (tcp, _) = s.into_parts();
+        let (tcp, early) = s.into_parts();
+        let tcp = tls::ServerFirst::new(tcp, early);
+        let first_byte = tcp.first_byte();
 
         let expected = self.expected_names(spec, &a.target, &a.host);
         let verifier = Arc::new(RecordingVerifier::new(
@@ -382,6 +447,7 @@ impl Prober {
             Err(_) => ServerName::try_from(a.host.clone()).unwrap_or(ServerName::IpAddress(addr.ip().into())),
         };
         tr.push("C:", "(TLS handshake)");
+        a.in_flight = Some(Phase::TlsHandshake);
         let t = Instant::now();
         let hs = tokio::time::timeout(
             spec.timeout,
@@ -402,7 +468,12 @@ impl Prober {
                     after: spec.timeout,
                 });
             }
-            Ok(Err(e)) => return Err(handshake_error(&e, verdict.as_ref(), spec.tls_settings)),
+            Ok(Err(e)) => {
+                if let Some(first) = first_byte.get().copied().filter(|b| !tls::is_tls_record_start(*b)) {
+                    return Err(injection(&[first], tr));
+                }
+                return Err(handshake_error(&e, verdict.as_ref(), spec.tls_settings));
+            }
             Ok(Ok(s)) => s,
         };
         {
@@ -418,6 +489,7 @@ impl Prober {
         }
 
         let mut s = Session::new(tls_stream, spec.timeout, self.limits);
+        a.in_flight = Some(Phase::EhloTls);
         let t = Instant::now();
         let r = self.ehlo(&mut s, spec, Phase::EhloTls, tr).await;
         a.durations.insert(Phase::EhloTls, t.elapsed().as_secs_f64());
@@ -435,17 +507,19 @@ impl Prober {
         a: &mut Attempt,
         tr: &mut Transcript,
     ) -> Result<bool, ProbeError> {
+        a.in_flight = Some(Phase::Ehlo);
         let t = Instant::now();
         let ehlo = self.ehlo(s, spec, Phase::Ehlo, tr).await;
         a.durations.insert(Phase::Ehlo, t.elapsed().as_secs_f64());
         let ehlo = ehlo?;
-        a.extensions = ehlo.keywords().take(32).map(|k| escape(&k, 40)).collect();
+        a.extensions = ehlo.keywords().take(32).map(|k| sanitize(&k, 40)).collect();
         if !ehlo.has_keyword("STARTTLS") {
             if spec.tls_settings.requires_tls() {
                 return Err(ProbeError::StarttlsNotOffered);
             }
             return Ok(false);
         }
+        a.in_flight = Some(Phase::Starttls);
         let t = Instant::now();
         let r = s.command(Phase::Starttls, "STARTTLS", tr).await;
         a.durations.insert(Phase::Starttls, t.elapsed().as_secs_f64());
@@ -506,6 +580,7 @@ impl Prober {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
+        a.in_flight = Some(Phase::Quit);
         let t = Instant::now();
         let _ = s.command(Phase::Quit, "QUIT", tr).await;
         a.durations.insert(Phase::Quit, t.elapsed().as_secs_f64());
@@ -531,6 +606,16 @@ impl Prober {
             names.push(host.to_string());
         }
         names
+    }
+}
+
+/// The server spoke plaintext where TLS had to start: a STARTTLS injection, or a broken server.
+fn injection(bytes: &[u8], tr: &mut Transcript) -> ProbeError {
+    let extra = super::escape_bytes(bytes, 80);
+    tr.push("S:", &format!("{extra} (sent before the TLS handshake)"));
+    ProbeError::Protocol {
+        phase: Phase::Starttls,
+        detail: "the server sent plaintext after \"220 Ready to start TLS\" (possible STARTTLS injection)".into(),
     }
 }
 

@@ -98,6 +98,8 @@ pub enum ProbeError {
     Handshake(String),
     #[error("certificate rejected: {}", reason.describe())]
     Certificate { reason: Reason },
+    #[error("the probe deadline of {} was reached during {phase}", humantime::format_duration(*after))]
+    Deadline { phase: Phase, after: Duration },
     #[error("local error: {0}")]
     Local(String),
 }
@@ -123,6 +125,12 @@ impl ProbeError {
             ProbeError::StarttlsNotOffered => Reason::StarttlsNotOffered,
             ProbeError::Handshake(_) => Reason::TlsHandshakeFailed,
             ProbeError::Certificate { reason } => *reason,
+            // The step in flight timed out, as far as Exchange Online could tell.
+            ProbeError::Deadline { phase, .. } => match phase {
+                Phase::Dns => Reason::DnsTimeout,
+                Phase::Connect => Reason::ConnectTimeout,
+                _ => Reason::ReadTimeout,
+            },
             ProbeError::Local(_) => Reason::LocalError,
         }
     }
@@ -138,7 +146,8 @@ impl ProbeError {
             | ProbeError::Reset { phase }
             | ProbeError::Protocol { phase, .. }
             | ProbeError::Rejected { phase, .. }
-            | ProbeError::UnexpectedReply { phase, .. } => *phase,
+            | ProbeError::UnexpectedReply { phase, .. }
+            | ProbeError::Deadline { phase, .. } => *phase,
             ProbeError::StarttlsNotOffered => Phase::Ehlo,
             ProbeError::Handshake(_) | ProbeError::Certificate { .. } => Phase::TlsHandshake,
             ProbeError::Local(_) => Phase::Connect,
@@ -154,41 +163,41 @@ impl ProbeError {
     }
 }
 
-/// Escapes control and non-ASCII characters and truncates, so server text is safe to log and show.
-/// Idempotent (backslashes are left alone), so text escaped at the parser can pass through again.
+/// Makes raw server text safe to log and show, once, where it enters: control and non-ASCII
+/// characters become `\r`, `\n`, `\t`, `\xNN`, `\u{N}`, a backslash becomes `\\` (so a literal
+/// `\x1b` sent by a server cannot pass for an escaped byte), and the text is cut at `max_chars`.
 pub fn escape(input: &str, max_chars: usize) -> String {
+    encode(input.chars(), max_chars, true)
+}
+
+/// [`escape`] for raw bytes (invalid UTF-8 becomes `\xNN`).
+pub fn escape_bytes(input: &[u8], max_chars: usize) -> String {
+    encode(input.iter().map(|&b| b as char), max_chars, true)
+}
+
+/// For text that is already safe (escaped server text, our own words): neutralises any control
+/// or non-ASCII character that slipped in and truncates, but leaves backslashes alone, so
+/// passing escaped text through again changes nothing.
+pub fn sanitize(input: &str, max_chars: usize) -> String {
+    encode(input.chars(), max_chars, false)
+}
+
+fn encode(input: impl Iterator<Item = char>, max_chars: usize, raw: bool) -> String {
     let mut out = String::new();
-    for (count, c) in input.chars().enumerate() {
+    for (count, c) in input.enumerate() {
         if count >= max_chars {
             out.push('…');
             break;
         }
         match c {
+            '\\' if raw => out.push_str("\\\\"),
             c if c.is_ascii_graphic() || c == ' ' => out.push(c),
+            '…' if !raw => out.push(c),
             '\r' => out.push_str("\\r"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
             c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-        }
-    }
-    out
-}
-
-/// Same as [`escape`] for raw bytes (invalid UTF-8 becomes `\xNN`).
-pub fn escape_bytes(input: &[u8], max_chars: usize) -> String {
-    let mut out = String::new();
-    for (count, b) in input.iter().enumerate() {
-        if count >= max_chars {
-            out.push('…');
-            break;
-        }
-        match *b {
-            b if b.is_ascii_graphic() || b == b' ' => out.push(b as char),
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'\t' => out.push_str("\\t"),
-            b => out.push_str(&format!("\\x{b:02x}")),
         }
     }
     out
@@ -205,6 +214,12 @@ mod tests {
         assert_eq!(escape_bytes(b"a\xff\x00", 10), "a\\xff\\x00");
         assert_eq!(escape("é", 10), "\\xe9");
         let once = escape("a\x07b", 50);
-        assert_eq!(escape(&once, 50), once, "escaping twice changes nothing");
+        assert_eq!(sanitize(&once, 50), once, "sanitizing escaped text changes nothing");
+        // A server that sends the characters `\x1b` must not look like one that sent ESC.
+        assert_eq!(escape("\\x1b", 50), "\\\\x1b");
+        assert_ne!(escape("\\x1b", 50), escape("\x1b", 50));
+        assert_eq!(escape_bytes(b"a\\b", 10), "a\\\\b");
+        let cut = escape("abcdef", 3);
+        assert_eq!(sanitize(&cut, 50), cut, "the ellipsis survives");
     }
 }

@@ -3,7 +3,7 @@
 
 use super::smtp::Transcript;
 use super::tls::CertSummary;
-use super::{Phase, ProbeError, escape};
+use super::{Phase, ProbeError, sanitize};
 use crate::config::TlsSettings;
 use crate::taxonomy::{Code, Reason};
 use serde::Serialize;
@@ -66,6 +66,9 @@ pub struct Attempt {
     pub certificate_detail: Option<String>,
     pub extensions: Vec<String>,
     pub transcript: Transcript,
+    /// The step under way, so a probe deadline can name what it interrupted.
+    #[serde(skip)]
+    pub in_flight: Option<Phase>,
 }
 
 /// The verdict for a connector, shaped like Exchange Online's queue view.
@@ -84,6 +87,10 @@ pub struct ProbeReport {
     pub duration_seconds: f64,
     pub warnings: Vec<String>,
     pub attempts: Vec<Attempt>,
+    /// Whether the whole-probe deadline cut the probe short.
+    pub deadline_reached: bool,
+    /// Targets the probe had no time left for (`host [ip:port]` or `host`).
+    pub not_reached: Vec<String>,
     /// Index into `attempts` of the one the top level reports.
     #[serde(skip)]
     pub reported: Option<usize>,
@@ -126,6 +133,7 @@ impl Attempt {
             certificate_detail: None,
             extensions: vec![],
             transcript: Transcript::default(),
+            in_flight: None,
         }
     }
 
@@ -141,7 +149,7 @@ impl Attempt {
             (ProbeError::Certificate { .. }, Some(d)) => d.clone(),
             _ => e.to_string(),
         };
-        self.error = Some(escape(&detail, 300));
+        self.error = Some(sanitize(&detail, 300));
         self.server_reply = e.reply().map(|r| r.first_line());
         let msg_text = match e.reply() {
             Some(r) => r.first_line(),
@@ -155,7 +163,7 @@ impl Attempt {
             "{} {} [Message={}] [LastAttemptedServerName={}]{}",
             code.smtp_prefix(),
             code.title(),
-            escape(&msg_text, 200),
+            sanitize(&msg_text, 200),
             self.host,
             ip
         );

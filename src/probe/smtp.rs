@@ -2,7 +2,7 @@
 //! The server is untrusted: lines, line counts and reply size are capped, and a server that
 //! trickles bytes still fails when the step's deadline passes.
 
-use super::{Phase, ProbeError, escape, escape_bytes};
+use super::{Phase, ProbeError, escape_bytes, sanitize};
 use serde::Serialize;
 use std::fmt;
 use std::io;
@@ -164,7 +164,7 @@ impl Transcript {
 
     pub fn push(&mut self, who: &str, text: &str) {
         if self.0.len() < Self::MAX_LINES {
-            self.0.push(format!("{who} {}", escape(text, 200)));
+            self.0.push(format!("{who} {}", sanitize(text, 200)));
         } else if self.0.len() == Self::MAX_LINES {
             self.0.push("… (transcript truncated)".into());
         }

@@ -418,6 +418,88 @@ pub fn root_store(extra_ca_pems: &[(String, Vec<u8>)]) -> Result<RootCertStore, 
     Ok(roots)
 }
 
+/// Whether a byte can start a TLS record (content types 20-24: change_cipher_spec, alert,
+/// handshake, application_data, heartbeat).
+pub fn is_tls_record_start(b: u8) -> bool {
+    (0x14..=0x18).contains(&b)
+}
+
+/// The stream the TLS handshake runs on: first the bytes the SMTP reader had already taken
+/// after "220 Ready", then the socket. Remembers the server's first byte, so a failed handshake
+/// can tell plaintext (an injection) from TLS however the bytes were split across reads.
+pub struct ServerFirst<S> {
+    inner: S,
+    early: Vec<u8>,
+    pos: usize,
+    first: Arc<std::sync::OnceLock<u8>>,
+}
+
+impl<S> ServerFirst<S> {
+    pub fn new(inner: S, early: Vec<u8>) -> Self {
+        let first = Arc::new(std::sync::OnceLock::new());
+        if let Some(b) = early.first() {
+            let _ = first.set(*b);
+        }
+        ServerFirst {
+            inner,
+            early,
+            pos: 0,
+            first,
+        }
+    }
+
+    /// The server's first byte after "220 Ready", once one has arrived.
+    pub fn first_byte(&self) -> Arc<std::sync::OnceLock<u8>> {
+        self.first.clone()
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ServerFirst<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.pos < this.early.len() {
+            let n = buf.remaining().min(this.early.len() - this.pos);
+            buf.put_slice(&this.early[this.pos..this.pos + n]);
+            this.pos += n;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Some(b) = buf.filled().get(before) {
+            let _ = this.first.set(*b);
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ServerFirst<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// A client config for one attempt (its own verifier, so the verdict is per attempt).
 pub fn client_config(
     provider: Arc<CryptoProvider>,

@@ -5,7 +5,7 @@
 //! Output is OpenMetrics when the scraper asks for it, else Prometheus text 0.0.4 (which
 //! `promtool check metrics` and older scrapers read).
 
-use crate::agent::{ConnectorState, ReloadStatus};
+use crate::agent::{ConnectorState, SelfStatus};
 use crate::taxonomy::{Code, Reason};
 use crate::timefmt::unix_secs;
 use prometheus_client::collector::Collector;
@@ -102,7 +102,7 @@ pub struct Scrape {
     pub now: SystemTime,
     pub connectors: Vec<std::sync::Arc<ConnectorState>>,
     /// None for a `/probe` response, which carries only the probed connector's series.
-    pub process: Option<ReloadStatus>,
+    pub process: Option<SelfStatus>,
 }
 
 /// Reads one per-connector gauge value from the state at `now`.
@@ -331,18 +331,39 @@ impl Collector for Scrape {
                 None,
                 MetricType::Gauge,
             )?;
-            ConstGauge::new(p.ok as i64).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
+            ConstGauge::new(p.reload.ok as i64).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
             let mut m = enc.encode_descriptor(
                 "mailflow_config_last_reload_success_timestamp_seconds",
                 "When the configuration was last loaded successfully.",
                 None,
                 MetricType::Gauge,
             )?;
-            ConstGauge::new(p.success_at.map(unix_secs).unwrap_or(0.0)).encode(m.encode_family(&Vec::<(
-                String,
-                String,
-            )>::new(
-            ))?)?;
+            ConstGauge::new(p.reload.success_at.map(unix_secs).unwrap_or(0.0))
+                .encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
+            let mut m = enc.encode_descriptor(
+                "mailflow_queue_clock_load_successful",
+                "1 if the queue clock file could be read at start (a missing file counts as read).",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(p.state_load_ok as i64).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
+            let mut m = enc.encode_descriptor(
+                "mailflow_queue_clock_damaged_entries",
+                "Entries of the queue clock file that were unusable at start (skipped) or lay in the future (clamped to the start time).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (action, n) in [("skipped", p.state_skipped), ("clamped", p.state_clamped)] {
+                ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                    .encode(m.encode_family(&[("action", action)])?)?;
+            }
+            let mut m = enc.encode_descriptor(
+                "mailflow_queue_clock_write_failures",
+                "Saves of the queue clock file that failed.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(p.state_write_failures).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
             let mut m = enc.encode_descriptor(
                 "mailflow_build_info",
                 "Build information (value 1).",

@@ -20,6 +20,10 @@ pub struct HttpOptions {
     /// `/probe?target=…` probes arbitrary hosts; off by default because an open prober is a
     /// port scanner.
     pub enable_adhoc_probes: bool,
+    /// `POST /-/reload` only when set, as Prometheus does.
+    pub enable_lifecycle: bool,
+    /// `/probe?connector=` answers from memory when the last report is younger.
+    pub probe_max_age: std::time::Duration,
     pub demo_note: Option<String>,
 }
 

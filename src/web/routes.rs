@@ -3,7 +3,7 @@
 
 use super::HttpOptions;
 use super::metrics::{Scrape, encode_openmetrics, to_prometheus_text};
-use crate::agent::{Agent, ConnectorState};
+use crate::agent::{Agent, ConnectorState, OnDemandError};
 use crate::config::{Connector, DomainPattern, HostPort, ProbeSpec, Routing, TlsSettings};
 use crate::probe::Prober;
 use http_body_util::{BodyExt, Full, Limited};
@@ -13,6 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use std::sync::Arc;
 
 const MAX_BODY: usize = 4096;
+const MAX_QUERY_PAIRS: usize = 16;
 
 pub(super) struct Ctx {
     pub agent: Arc<Agent>,
@@ -34,7 +35,12 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
 
 pub(super) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
-    let query = parse_query(req.uri().query().unwrap_or(""));
+    let Some(query) = parse_query(req.uri().query().unwrap_or("")) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("too many query parameters (at most {MAX_QUERY_PAIRS})\n"),
+        );
+    };
     let openmetrics = req
         .headers()
         .get(ACCEPT)
@@ -46,17 +52,21 @@ pub(super) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<B
             let scrape = Scrape {
                 now: agent.clock.now(),
                 connectors: agent.snapshot(),
-                process: Some(agent.reload_status()),
+                process: Some(agent.self_status()),
             };
             metrics_response(scrape, openmetrics)
         }
         (&Method::GET, "/probe") => probe(ctx, &query, openmetrics).await,
         (&Method::GET | &Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy.\n"),
         (&Method::GET | &Method::HEAD, "/-/ready") => text(StatusCode::OK, "Ready.\n"),
+        (&Method::POST | &Method::PUT, "/-/reload") if !ctx.opts.enable_lifecycle => text(
+            StatusCode::FORBIDDEN,
+            "lifecycle APIs are not enabled (start with --web.enable-lifecycle, or send SIGHUP)\n",
+        ),
         (&Method::POST | &Method::PUT, "/-/reload") => {
             // The body is not used; read (bounded) and drop it.
             let _ = Limited::new(req.into_body(), MAX_BODY).collect().await;
-            match ctx.agent.reload() {
+            match ctx.agent.reload().await {
                 Ok(()) => text(StatusCode::OK, "Reloaded.\n"),
                 Err(e) => text(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,7 +74,7 @@ pub(super) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<B
                 ),
             }
         }
-        (_, "/-/reload") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
+        (_, "/-/reload") => not_allowed("POST"),
         (&Method::GET | &Method::HEAD, "/") => {
             let page = super::status::render(&ctx.agent, ctx.opts.demo_note.clone());
             respond(StatusCode::OK, super::status::CONTENT_TYPE, page)
@@ -73,11 +83,19 @@ pub(super) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<B
             let body = super::status::json(&ctx.agent);
             respond(StatusCode::OK, "application/json", body)
         }
+        (_, "/metrics" | "/-/healthy" | "/-/ready" | "/") => not_allowed("GET, HEAD"),
+        (_, "/probe" | "/api/status") => not_allowed("GET"),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /, /metrics, /probe?connector=NAME, /-/healthy\n",
         ),
     }
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed; use {allow}\n"));
+    r.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
+    r
 }
 
 fn metrics_response(scrape: Scrape, openmetrics: bool) -> Response<Full<Bytes>> {
@@ -101,11 +119,23 @@ async fn probe(ctx: &Ctx, query: &[(String, String)], openmetrics: bool) -> Resp
     let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let json = get("format") == Some("json");
     if let Some(name) = get("connector") {
-        let Some(report) = ctx.agent.probe_now(name).await else {
-            return text(
-                StatusCode::NOT_FOUND,
-                format!("unknown connector {:?}\n", crate::probe::escape(name, 100)),
-            );
+        let report = match ctx.agent.probe_on_demand(name, ctx.opts.probe_max_age).await {
+            Ok(r) => r,
+            Err(OnDemandError::Unknown) => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown connector {:?}\n", crate::probe::escape(name, 100)),
+                );
+            }
+            Err(OnDemandError::Disabled) => {
+                return text(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "connector {:?} is disabled: not probed\n",
+                        crate::probe::escape(name, 100)
+                    ),
+                );
+            }
         };
         if json {
             return respond(StatusCode::OK, "application/json", report.to_json());
@@ -182,6 +212,10 @@ async fn adhoc(
             tls_domain,
             helo: cfg.defaults.helo.clone(),
             timeout: cfg.defaults.timeout,
+            deadline: cfg
+                .defaults
+                .probe_deadline
+                .unwrap_or_else(|| crate::config::default_deadline(cfg.defaults.interval, cfg.defaults.timeout)),
         },
     };
     let report = prober.probe(&connector.probe).await;
@@ -201,12 +235,13 @@ async fn adhoc(
     )
 }
 
-/// `a=b&c=d` with percent-decoding and `+` as space; bounded to 16 pairs.
-pub fn parse_query(q: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(q.as_bytes())
-        .take(16)
+/// `a=b&c=d` with percent-decoding and `+` as space; None beyond 16 pairs (said, not dropped).
+pub fn parse_query(q: &str) -> Option<Vec<(String, String)>> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes())
+        .take(MAX_QUERY_PAIRS + 1)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+        .collect();
+    (pairs.len() <= MAX_QUERY_PAIRS).then_some(pairs)
 }
 
 #[cfg(test)]
@@ -215,11 +250,14 @@ mod tests {
 
     #[test]
     fn query_decoding() {
-        let q = parse_query("connector=Outbound%20to%20Contoso&format=json&x=%zz&y=a+b&z=%4");
+        let q = parse_query("connector=Outbound%20to%20Contoso&format=json&x=%zz&y=a+b&z=%4").expect("5 pairs");
         assert_eq!(q[0], ("connector".into(), "Outbound to Contoso".into()));
         assert_eq!(q[1], ("format".into(), "json".into()));
         assert_eq!(q[2].1, "%zz");
         assert_eq!(q[3].1, "a b");
         assert_eq!(q[4].1, "%4");
+        let many = (0..17).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join("&");
+        assert!(parse_query(&many).is_none(), "the 17th pair is refused, not dropped");
+        assert_eq!(parse_query(&many[..many.rfind('&').unwrap_or(0)]).map(|q| q.len()), Some(16));
     }
 }
