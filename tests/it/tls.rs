@@ -7,10 +7,11 @@
 
 use crate::support::certs::{DAY, assert_days_from_now, not_after_of, now_unix};
 use crate::support::dns::{LAB_HOST, host_zone, lab_dns, lab_zone, serve};
+use crate::support::sha1::{Sha1Error, sha1_leaf};
 use crate::support::{probe, smtp};
 use mailflow_exporter::config::TlsSettings;
 use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record};
-use mailflow_exporter::lab::pki::{self, CertKey, LabPki, TestCa};
+use mailflow_exporter::lab::pki::{CertKey, LabPki, TestCa};
 use mailflow_exporter::lab::smtp::{Behavior, FaultServer};
 use mailflow_exporter::probe::tls::CertPosition;
 use mailflow_exporter::probe::{Attempt, Phase, ProbeReport, ProbeSpec, ProberOptions};
@@ -502,7 +503,7 @@ async fn encryption_only_does_not_check_names() {
 
 #[tokio::test]
 async fn sha1_leaf_fails_cert_sha1() {
-    let (ca_pem, ck) = pki::sha1_leaf(&[LAB_HOST]).expect("openssl makes a SHA-1 leaf");
+    let (ca_pem, ck) = sha1_leaf(&[LAB_HOST]).expect("openssl makes a SHA-1 leaf");
     let r = probe_named(&ck, Some(ca_pem), TlsSettings::CertificateValidation, None).await;
     let a = assert_cert_failure(&r, Reason::CertSha1, &ck);
     assert_eq!(a.certificates[0].signature_algorithm, "sha1WithRSAEncryption");
@@ -512,6 +513,75 @@ async fn sha1_leaf_fails_cert_sha1() {
         "{:?}",
         a.error
     );
+}
+
+/// The SHA-1 fixture is what it claims (webpki itself refuses it), so the probe test above
+/// cannot pass for another reason.
+#[test]
+fn sha1_leaf_is_sha1() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::oid_registry::OID_PKCS1_SHA1WITHRSA;
+
+    fn parse(der: &[u8]) -> x509_parser::certificate::X509Certificate<'_> {
+        let (rest, cert) = x509_parser::parse_x509_certificate(der).expect("parses");
+        assert!(rest.is_empty());
+        cert
+    }
+    let (ca_pem, ck) = sha1_leaf(&[LAB_HOST, "127.0.0.1"]).expect("openssl sha1 leaf");
+    let leaf = parse(&ck.chain[0]);
+    assert_eq!(leaf.signature_algorithm.algorithm, OID_PKCS1_SHA1WITHRSA);
+    let cn = leaf.subject().iter_common_name().next().expect("has CN").as_str();
+    assert_eq!(cn.expect("CN is a string"), LAB_HOST);
+    let sans: Vec<String> = leaf
+        .subject_alternative_name()
+        .expect("SAN ok")
+        .expect("has SAN")
+        .value
+        .general_names
+        .iter()
+        .map(|gn| match gn {
+            GeneralName::DNSName(d) => format!("DNS:{d}"),
+            GeneralName::IPAddress(b) => match <[u8; 4]>::try_from(*b) {
+                Ok(v4) => format!("IP:{}", IpAddr::from(v4)),
+                Err(_) => format!("IP:{b:?}"),
+            },
+            other => format!("other:{other:?}"),
+        })
+        .collect();
+    assert_eq!(sans, [format!("DNS:{LAB_HOST}"), "IP:127.0.0.1".to_owned()]);
+    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("ca pem");
+    let ca = parse(&ca_der);
+    assert!(ca.is_ca());
+    assert_eq!(leaf.issuer().as_raw(), ca.subject().as_raw());
+    assert!(leaf.validity().is_valid());
+    // webpki does not accept SHA-1 signatures, which is exactly the fault to detect.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_der.clone()).expect("add root");
+    let ee = rustls::server::ParsedCertificate::try_from(&ck.chain[0]).expect("leaf parses for rustls");
+    let res = rustls::client::verify_server_cert_signed_by_trust_anchor(
+        &ee,
+        &roots,
+        &ck.chain[1..],
+        UnixTime::now(),
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .all,
+    );
+    assert!(
+        matches!(
+            res,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+            ))
+        ),
+        "{res:?}"
+    );
+    ck.server_config().expect("RSA key usable by rustls");
+    assert!(matches!(sha1_leaf(&[]), Err(Sha1Error::NoNames)));
+    assert!(matches!(sha1_leaf(&["a b"]), Err(Sha1Error::InvalidName(_))));
+    assert!(matches!(sha1_leaf(&["a/CN=x"]), Err(Sha1Error::InvalidName(_))));
 }
 
 #[tokio::test]

@@ -11,4 +11,5 @@ pub mod net;
 pub mod probe;
 pub mod process;
 pub mod scratch;
+pub mod sha1;
 pub mod smtp;

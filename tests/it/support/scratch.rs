@@ -29,6 +29,11 @@ impl Scratch {
         std::fs::write(&p, contents).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
         p
     }
+
+    pub fn read(&self, name: &str) -> String {
+        let p = self.path(name);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+    }
 }
 
 impl Drop for Scratch {
