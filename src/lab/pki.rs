@@ -1,25 +1,22 @@
 //! Throw-away PKI for loopback TLS tests of the STARTTLS prober.
 //!
 //! Every certificate fault the prober must classify (expired, not yet valid, wrong name,
-//! self-signed, unknown CA, SHA-1 signature, wildcard, chains with intermediates) is minted
-//! here in memory, so the demo and the integration tests exercise the same certificates and
-//! never depend on files checked into the repository or on the wall clock of their creation.
+//! self-signed, unknown CA, wildcard, chains with intermediates) is minted here in memory, so
+//! the demo and the integration tests exercise the same certificates and never depend on files
+//! checked into the repository or on the wall clock of their creation. (A SHA-1 signature needs
+//! the `openssl` command line, which rcgen cannot replace; that fixture lives with the
+//! integration tests.)
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
-use x509_parser::oid_registry::OID_PKCS1_SHA1WITHRSA;
 
 /// Why test PKI material could not be produced; callers are tests and the demo, so the
 /// variants carry enough context to explain a failure without a debugger.
@@ -31,37 +28,10 @@ pub enum PkiError {
     /// rustls rejected the generated certificate/key when building a config.
     #[error("rustls rejected the test certificate: {0}")]
     Rustls(#[from] rustls::Error),
-    /// A PEM blob (usually produced by `openssl`) could not be decoded.
-    #[error("invalid PEM in {what}: {source}")]
-    Pem {
-        what: &'static str,
-        source: rustls_pki_types::pem::Error,
-    },
-    /// A generated certificate did not parse as X.509.
-    #[error("generated certificate does not parse: {0}")]
-    X509(String),
-    /// Filesystem trouble around the `openssl` scratch directory.
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
-    /// The `openssl` binary could not be started (it is only needed for SHA-1 leaves).
-    #[error(
-        "cannot run the `openssl` command line tool (needed because rcgen cannot sign with SHA-1); is it installed and on PATH? {0}"
-    )]
-    OpensslMissing(std::io::Error),
-    /// An `openssl` invocation exited unsuccessfully.
-    #[error("`openssl {step}` failed ({status}): {stderr}")]
-    Openssl {
-        step: &'static str,
-        status: ExitStatus,
-        stderr: String,
-    },
-    /// `openssl` produced a leaf, but not with the signature algorithm we asked for.
-    #[error("openssl produced a leaf signed with {found}, expected sha1WithRSAEncryption")]
-    NotSha1 { found: String },
     /// A certificate needs at least one subject name.
     #[error("no subject names given")]
     NoNames,
-    /// A subject name cannot be used (e.g. would be unsafe to pass to `openssl`).
+    /// A subject name cannot be used (e.g. an IP address where a wildcard must be derived).
     #[error("unusable subject name {0:?}")]
     InvalidName(String),
 }
@@ -216,155 +186,6 @@ pub fn self_signed(names: &[&str], not_before: OffsetDateTime, not_after: Offset
     Ok(cert_key(vec![cert.der().clone()], chain_pem, &key))
 }
 
-/// A leaf signed with sha1WithRSAEncryption by a fresh RSA CA, made with the `openssl`
-/// command line because rcgen (and ring) cannot sign SHA-1. Returns `(ca_pem, leaf)`; the
-/// leaf chain holds only the leaf. Works in a private scratch directory that is removed
-/// afterwards, and fails with [`PkiError::OpensslMissing`] if `openssl` cannot be run.
-pub fn sha1_leaf(names: &[&str]) -> Result<(String, CertKey), PkiError> {
-    let first = *names.first().ok_or(PkiError::NoNames)?;
-    let mut sans = Vec::with_capacity(names.len());
-    for name in names {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | ':' | '_'))
-        {
-            return Err(PkiError::InvalidName((*name).to_owned()));
-        }
-        if name.parse::<IpAddr>().is_ok() {
-            sans.push(format!("IP:{name}"));
-        } else {
-            sans.push(format!("DNS:{name}"));
-        }
-    }
-
-    let dir = ScratchDir::new()?;
-    // Our own config keeps the distribution's openssl.cnf (security levels, default
-    // extensions) from influencing the result.
-    let config = "\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[v3_ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign, digitalSignature
-subjectKeyIdentifier = hash
-";
-    let leaf_ext = format!(
-        "basicConstraints = critical, CA:FALSE\n\
-         keyUsage = critical, digitalSignature, keyEncipherment\n\
-         extendedKeyUsage = serverAuth\n\
-         subjectKeyIdentifier = hash\n\
-         authorityKeyIdentifier = keyid\n\
-         subjectAltName = {}\n",
-        sans.join(", ")
-    );
-    dir.write("openssl.cnf", config)?;
-    dir.write("leaf.ext", &leaf_ext)?;
-
-    openssl(
-        &dir,
-        "req (CA)",
-        &[
-            "req",
-            "-x509",
-            "-config",
-            "openssl.cnf",
-            "-extensions",
-            "v3_ca",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=Mailflow Lab SHA-1 Test CA",
-            "-days",
-            "3650",
-            "-sha256",
-        ],
-    )?;
-    openssl(
-        &dir,
-        "req (leaf)",
-        &[
-            "req",
-            "-new",
-            "-config",
-            "openssl.cnf",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            &format!("/CN={first}"),
-        ],
-    )?;
-    let serial = format!("0x{:x}{:08x}", std::process::id(), next_counter());
-    openssl(
-        &dir,
-        "x509 -req -sha1",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            &serial,
-            "-days",
-            "90",
-            "-sha1",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "leaf.pem",
-        ],
-    )?;
-
-    let ca_pem = dir.read("ca.pem")?;
-    let leaf_pem = dir.read("leaf.pem")?;
-    let key_pem = dir.read("leaf.key")?;
-
-    let leaf = CertificateDer::from_pem_slice(leaf_pem.as_bytes()).map_err(|source| PkiError::Pem {
-        what: "openssl leaf certificate",
-        source,
-    })?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|source| PkiError::Pem {
-        what: "openssl leaf key",
-        source,
-    })?;
-
-    let (_, parsed) =
-        x509_parser::parse_x509_certificate(&leaf).map_err(|e| PkiError::X509(format!("openssl leaf: {e}")))?;
-    let alg = &parsed.signature_algorithm.algorithm;
-    if *alg != OID_PKCS1_SHA1WITHRSA {
-        return Err(PkiError::NotSha1 {
-            found: alg.to_id_string(),
-        });
-    }
-
-    Ok((
-        ca_pem,
-        CertKey {
-            chain: vec![leaf],
-            key,
-            chain_pem: leaf_pem,
-            key_pem,
-        },
-    ))
-}
-
 /// Every certificate the demo and the integration tests need, minted at once for one
 /// server name so each fault scenario differs from `good` in exactly one respect.
 #[derive(Debug)]
@@ -465,94 +286,13 @@ fn cert_key(chain: Vec<CertificateDer<'static>>, chain_pem: String, key: &KeyPai
     }
 }
 
-fn next_counter() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Run `openssl` in `dir` with a controlled environment.
-fn openssl(dir: &ScratchDir, step: &'static str, args: &[&str]) -> Result<(), PkiError> {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(&dir.path)
-        .env("OPENSSL_CONF", dir.path.join("openssl.cnf"))
-        .env_remove("RANDFILE")
-        .output()
-        .map_err(PkiError::OpensslMissing)?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(PkiError::Openssl {
-            step,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        })
-    }
-}
-
-/// A uniquely named, owner-only directory under the system temp dir, removed on drop.
-struct ScratchDir {
-    path: PathBuf,
-}
-
-impl ScratchDir {
-    fn new() -> Result<ScratchDir, PkiError> {
-        let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "mailflow-pki-{}-{}-{nanos}",
-            std::process::id(),
-            next_counter()
-        ));
-        let mut builder = std::fs::DirBuilder::new();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        // `create` (not `create_all`) fails if the path already exists, so we never reuse
-        // a directory someone else prepared.
-        builder.create(&path).map_err(|source| PkiError::Io {
-            context: format!("creating scratch dir {}", path.display()),
-            source,
-        })?;
-        Ok(ScratchDir { path })
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> Result<(), PkiError> {
-        let path = self.file(name);
-        std::fs::write(&path, contents).map_err(|source| io_err("writing", &path, source))
-    }
-
-    fn read(&self, name: &str) -> Result<String, PkiError> {
-        let path = self.file(name);
-        std::fs::read_to_string(&path).map_err(|source| io_err("reading", &path, source))
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        // Best effort: a leftover temp dir is not worth failing a test over.
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-fn io_err(verb: &str, path: &Path, source: std::io::Error) -> PkiError {
-    PkiError::Io {
-        context: format!("{verb} {}", path.display()),
-        source,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rustls::client::verify_server_cert_signed_by_trust_anchor;
     use rustls::server::ParsedCertificate;
     use rustls::{CertificateError, RootCertStore};
+    use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{ServerName, UnixTime};
     use x509_parser::certificate::X509Certificate;
     use x509_parser::extensions::GeneralName;
@@ -821,35 +561,6 @@ mod tests {
         assert_eq!(cert.issuer().as_raw(), cert.subject().as_raw());
         assert!(!cert.is_ca());
         ck.server_config().expect("server config builds");
-    }
-
-    #[test]
-    fn sha1_leaf_is_sha1() {
-        let (ca_pem, ck) = sha1_leaf(&[NAME, "127.0.0.1"]).expect("openssl sha1 leaf");
-        let leaf = parse(&ck.chain[0]);
-        assert_eq!(leaf.signature_algorithm.algorithm, OID_PKCS1_SHA1WITHRSA);
-        assert_eq!(cn(&leaf), NAME);
-        assert_eq!(sans(&leaf), [format!("DNS:{NAME}"), "IP:127.0.0.1".to_owned()]);
-        let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("ca pem");
-        let ca = parse(&ca_der);
-        assert!(ca.is_ca());
-        assert_eq!(leaf.issuer().as_raw(), ca.subject().as_raw());
-        assert!(leaf.validity().is_valid());
-        // webpki does not accept SHA-1 signatures, which is exactly the fault to detect.
-        let res = verify(&ck.chain, &ca_der, NAME);
-        assert!(
-            matches!(
-                res,
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::UnsupportedSignatureAlgorithmContext { .. }
-                ))
-            ),
-            "{res:?}"
-        );
-        ck.server_config().expect("RSA key usable by rustls");
-        assert!(matches!(sha1_leaf(&[]), Err(PkiError::NoNames)));
-        assert!(matches!(sha1_leaf(&["a b"]), Err(PkiError::InvalidName(_))));
-        assert!(matches!(sha1_leaf(&["a/CN=x"]), Err(PkiError::InvalidName(_))));
     }
 
     /// Full in-memory TLS 1.2 and 1.3 handshakes against `server_config()` with an

@@ -4,54 +4,32 @@
 //! Every wait has a deadline and polls with short sleeps; every child is killed when its guard
 //! is dropped. Probing uses `interval: 1s, timeout: 1s`, so states change within seconds.
 
-use crate::common::Scratch;
+use crate::support::certs::{not_after_of, now_unix};
+use crate::support::dns::{LAB_HOST, lab_dns};
+use crate::support::http::enc;
+use crate::support::metrics::Metrics;
+use crate::support::net::free_port;
+use crate::support::process::{Exporter, POLL, WAIT_DEADLINE, run, run_with_deadline};
+use crate::support::scratch::Scratch;
+use crate::support::smtp;
 use mailflow_exporter::agent::HISTOGRAM_PHASES;
-use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
+use mailflow_exporter::lab::dns::FakeDns;
 use mailflow_exporter::lab::pki::LabPki;
 use mailflow_exporter::lab::smtp::{Behavior, BlackholeListener, FaultServer, SmtpOptions, closed_port};
 use mailflow_exporter::taxonomy::{Code, Reason};
 use serde_json::Value;
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mailflow-exporter");
-
-/// Until the exporter answers `/-/healthy` after being started.
-const START_DEADLINE: Duration = Duration::from_secs(30);
-/// Until a state we wait for shows up in a scrape (probes run every second).
-const WAIT_DEADLINE: Duration = Duration::from_secs(20);
-/// Until the process exits after SIGTERM (its HTTP drain is bounded by 10 s).
-const EXIT_DEADLINE: Duration = Duration::from_secs(20);
-/// One HTTP exchange with the exporter (a `/probe` runs a probe with 1 s step timeouts).
-const HTTP_DEADLINE: Duration = Duration::from_secs(20);
-/// Pause between two polls.
-const POLL: Duration = Duration::from_millis(100);
-
-/// The lab's smart host name, resolved by the in-process fake DNS.
-const LAB_HOST: &str = "mail.lab.test";
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// Every code of the state set, `ok` first.
 const STATUS_CODES: [&str; 8] = [
     "ok", "4.4.312", "4.4.315", "4.4.316", "4.4.317", "4.4.318", "4.7.320", "other",
 ];
 
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
-}
-
 // ------------------------------------------------------------------------------------------
-// Scratch space and configuration files
+// Configuration files
 // ------------------------------------------------------------------------------------------
 
 /// A YAML double-quoted string.
@@ -146,546 +124,10 @@ impl Cfg {
 }
 
 // ------------------------------------------------------------------------------------------
-// A tiny HTTP/1.1 client
+// The state set
 // ------------------------------------------------------------------------------------------
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn content_type(&self) -> &str {
-        self.header("content-type").unwrap_or("")
-    }
-}
-
-/// One request on a fresh connection (`Connection: close`), read to the end, within a deadline.
-async fn http(addr: SocketAddr, method: &str, target: &str, accept: Option<&str>) -> Result<Resp, String> {
-    tokio::time::timeout(HTTP_DEADLINE, http_inner(addr, method, target, accept))
-        .await
-        .map_err(|_| format!("{method} {target}: no complete response within {HTTP_DEADLINE:?}"))?
-}
-
-async fn http_inner(addr: SocketAddr, method: &str, target: &str, accept: Option<&str>) -> Result<Resp, String> {
-    let mut s = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(a) = accept {
-        req += &format!("Accept: {a}\r\n");
-    }
-    if method == "POST" || method == "PUT" {
-        req += "Content-Length: 0\r\n";
-    }
-    req += "\r\n";
-    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.map_err(|e| format!("read: {e}"))?;
-    parse_response(&raw).map_err(|e| format!("{method} {target}: {e}\n{}", String::from_utf8_lossy(&raw)))
-}
-
-fn parse_response(raw: &[u8]) -> Result<Resp, String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|e| format!("head not UTF-8: {e}"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().ok_or("empty response")?;
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("bad status line {status_line:?}"));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    for l in lines {
-        let (n, v) = l.split_once(':').ok_or_else(|| format!("bad header {l:?}"))?;
-        headers.push((n.trim().to_string(), v.trim().to_string()));
-    }
-    let rest = &raw[end + 4..];
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _): &&(String, String)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let body = if get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-        dechunk(rest)?
-    } else if let Some(len) = get("content-length") {
-        let len: usize = len.parse().map_err(|_| format!("bad content-length {len:?}"))?;
-        if rest.len() < len {
-            return Err(format!("body cut short: {} of {len} bytes", rest.len()));
-        }
-        rest[..len].to_vec()
-    } else {
-        rest.to_vec()
-    };
-    let body = String::from_utf8(body).map_err(|e| format!("body not UTF-8: {e}"))?;
-    Ok(Resp { status, headers, body })
-}
-
-fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or("chunk size line")?;
-        let size_text = std::str::from_utf8(&rest[..eol]).map_err(|e| e.to_string())?;
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if rest.len() < size + 2 {
-            return Err("chunk cut short".into());
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-}
-
-/// Percent-encodes a query value.
-fn enc(s: &str) -> String {
-    let mut o = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            o.push(b as char);
-        } else {
-            o += &format!("%{b:02X}");
-        }
-    }
-    o
-}
-
-// ------------------------------------------------------------------------------------------
-// Prometheus text exposition parser
-// ------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-impl Sample {
-    fn label(&self, k: &str) -> &str {
-        self.labels.get(k).map(String::as_str).unwrap_or("")
-    }
-
-    fn matches(&self, name: &str, want: &[(&str, &str)]) -> bool {
-        self.name == name
-            && want
-                .iter()
-                .all(|(k, v)| self.labels.get(*k).map(String::as_str) == Some(*v))
-    }
-}
-
-/// A parsed scrape, with its text for failure messages.
-#[derive(Debug)]
-struct Metrics {
-    text: String,
-    samples: Vec<Sample>,
-}
-
-impl Metrics {
-    fn parse(text: &str) -> Metrics {
-        let samples = text
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| parse_sample(l).unwrap_or_else(|e| panic!("bad exposition line {l:?}: {e}\n{text}")))
-            .collect();
-        Metrics {
-            text: text.to_string(),
-            samples,
-        }
-    }
-
-    /// Samples of `name` that carry at least these labels.
-    fn all(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
-        self.samples.iter().filter(|s| s.matches(name, labels)).collect()
-    }
-
-    /// The value of the only sample of `name` with these labels, if any (two is a failure).
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let all = self.all(name, labels);
-        assert!(
-            all.len() <= 1,
-            "{name}{labels:?} matches {} series:\n{}",
-            all.len(),
-            self.text
-        );
-        all.first().map(|s| s.value)
-    }
-
-    #[track_caller]
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get(name, labels)
-            .unwrap_or_else(|| panic!("no series {name}{labels:?} in\n{}", self.text))
-    }
-
-    /// Every series naming this connector.
-    fn of_connector(&self, connector: &str) -> Vec<&Sample> {
-        self.samples
-            .iter()
-            .filter(|s| s.label("connector") == connector)
-            .collect()
-    }
-
-    fn probes(&self, connector: &str) -> f64 {
-        self.get("mailflow_probes_total", &[("connector", connector)])
-            .unwrap_or(0.0)
-    }
-
-    fn status(&self, connector: &str, code: &str) -> Option<f64> {
-        self.get("mailflow_connector_status", &[("connector", connector), ("code", code)])
-    }
-}
-
-fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line.find(['{', ' ']).ok_or("no value")?;
-    let name = &line[..name_end];
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-        return Err(format!("bad metric name {name:?}"));
-    }
-    let mut labels = BTreeMap::new();
-    let mut rest = &line[name_end..];
-    if let Some(r) = rest.strip_prefix('{') {
-        let mut chars = r.char_indices().peekable();
-        let consumed;
-        loop {
-            // Skip separators.
-            while chars.peek().is_some_and(|(_, c)| *c == ',' || *c == ' ') {
-                chars.next();
-            }
-            match chars.peek() {
-                None => return Err("unterminated label set".into()),
-                Some((i, '}')) => {
-                    consumed = i + 1;
-                    break;
-                }
-                Some(_) => {}
-            }
-            let mut key = String::new();
-            for (_, c) in chars.by_ref() {
-                if c == '=' {
-                    break;
-                }
-                key.push(c);
-            }
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("bad label name {key:?}"));
-            }
-            if chars.next().map(|(_, c)| c) != Some('"') {
-                return Err(format!("label {key}: value not quoted"));
-            }
-            let mut value = String::new();
-            let mut closed = false;
-            while let Some((_, c)) = chars.next() {
-                match c {
-                    '"' => {
-                        closed = true;
-                        break;
-                    }
-                    '\\' => match chars.next().map(|(_, c)| c) {
-                        Some('n') => value.push('\n'),
-                        Some('\\') => value.push('\\'),
-                        Some('"') => value.push('"'),
-                        other => return Err(format!("bad escape {other:?} in label {key}")),
-                    },
-                    c => value.push(c),
-                }
-            }
-            if !closed {
-                return Err(format!("label {key}: unterminated value"));
-            }
-            if labels.insert(key.clone(), value).is_some() {
-                return Err(format!("label {key} twice"));
-            }
-        }
-        rest = &r[consumed..];
-    }
-    let mut fields = rest.split_whitespace();
-    let v = fields.next().ok_or("no value")?;
-    let value = match v {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        v => v.parse::<f64>().map_err(|_| format!("bad value {v:?}"))?,
-    };
-    Ok(Sample {
-        name: name.to_string(),
-        labels,
-        value,
-    })
-}
-
-// ------------------------------------------------------------------------------------------
-// The exporter process
-// ------------------------------------------------------------------------------------------
-
-/// A free loopback port (bound, read, released).
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr")
-}
-
-/// A running `mailflow-exporter serve`, killed when dropped.
-struct Exporter {
-    child: Child,
-    addr: SocketAddr,
-    storage: PathBuf,
-    stderr_path: PathBuf,
-}
-
-static RUNS: AtomicUsize = AtomicUsize::new(0);
-
-impl Exporter {
-    /// Starts the exporter on `config` with its state in `scratch/data`, waiting until it is
-    /// healthy. A lost race for the free port is retried with another one.
-    async fn start(scratch: &Scratch, config: &Path, extra: &[&str]) -> Exporter {
-        let storage = scratch.path("data");
-        for _ in 0..3 {
-            match Exporter::try_start(scratch, config, &storage, extra).await {
-                Ok(e) => return e,
-                Err(stderr) if stderr.contains("--web.listen-address") => continue,
-                Err(stderr) => panic!("exporter failed to start:\n{stderr}"),
-            }
-        }
-        panic!("no free port for the exporter after 3 attempts");
-    }
-
-    async fn try_start(scratch: &Scratch, config: &Path, storage: &Path, extra: &[&str]) -> Result<Exporter, String> {
-        let addr = free_port();
-        let n = RUNS.fetch_add(1, Ordering::SeqCst);
-        let stderr_path = scratch.path(&format!("stderr-{n}.log"));
-        let stdout_path = scratch.path(&format!("stdout-{n}.log"));
-        let child = Command::new(BIN)
-            .arg("serve")
-            .arg("--config.file")
-            .arg(config)
-            .arg("--web.listen-address")
-            .arg(addr.to_string())
-            .arg("--storage.path")
-            .arg(storage)
-            .args(["--log.level", "info"])
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout_path).expect("stdout file"))
-            .stderr(File::create(&stderr_path).expect("stderr file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-        let mut ex = Exporter {
-            child,
-            addr,
-            storage: storage.to_path_buf(),
-            stderr_path,
-        };
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(status) = ex.child.try_wait().expect("try_wait") {
-                return Err(format!("exited with {status} before becoming healthy\n{}", ex.stderr()));
-            }
-            if let Ok(r) = http(addr, "GET", "/-/healthy", None).await
-                && r.status == 200
-            {
-                return Ok(ex);
-            }
-            if Instant::now() > deadline {
-                panic!("exporter not healthy after {START_DEADLINE:?}\n{}", ex.stderr());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stderr(&self) -> String {
-        format!(
-            "--- exporter stderr ({}) ---\n{}",
-            self.stderr_path.display(),
-            std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-        )
-    }
-
-    #[track_caller]
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!("exporter exited unexpectedly with {status}\n{}", self.stderr());
-        }
-    }
-
-    async fn req(&self, method: &str, target: &str, accept: Option<&str>) -> Resp {
-        http(self.addr, method, target, accept)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", self.stderr()))
-    }
-
-    async fn get(&self, target: &str) -> Resp {
-        self.req("GET", target, None).await
-    }
-
-    async fn post(&self, target: &str) -> Resp {
-        self.req("POST", target, None).await
-    }
-
-    /// `/metrics` in the Prometheus text format, parsed.
-    async fn scrape(&mut self) -> Metrics {
-        self.assert_running();
-        let r = self.get("/metrics").await;
-        assert_eq!(r.status, 200, "/metrics: {r:?}");
-        assert!(
-            r.content_type().starts_with("text/plain; version=0.0.4"),
-            "content type {:?}",
-            r.content_type()
-        );
-        Metrics::parse(&r.body)
-    }
-
-    /// Scrapes until `ok` holds, failing after [`WAIT_DEADLINE`].
-    async fn wait_for(&mut self, what: &str, ok: impl Fn(&Metrics) -> bool) -> Metrics {
-        let deadline = Instant::now() + WAIT_DEADLINE;
-        loop {
-            let m = self.scrape().await;
-            if ok(&m) {
-                return m;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {WAIT_DEADLINE:?} waiting for {what}\n--- last scrape ---\n{}\n{}",
-                    m.text,
-                    self.stderr()
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Waits until every named connector has been probed at least `n` times.
-    async fn wait_probed(&mut self, connectors: &[&str], n: f64) -> Metrics {
-        self.wait_for(&format!("{connectors:?} probed {n} times"), |m| {
-            connectors.iter().all(|c| m.probes(c) >= n)
-        })
-        .await
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{sig} {}: {status}", self.child.id());
-    }
-
-    /// SIGTERM, then the exit status (within [`EXIT_DEADLINE`]).
-    async fn terminate(&mut self) -> ExitStatus {
-        self.signal("TERM");
-        let deadline = Instant::now() + EXIT_DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!("still running {EXIT_DEADLINE:?} after SIGTERM\n{}", self.stderr());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the binary to completion (killed after `deadline`): exit code and stderr.
-async fn run_to_exit(args: Vec<String>, deadline: Duration) -> (Option<i32>, String) {
-    let scratch = Scratch::new("run");
-    let stderr_path = scratch.path("stderr.log");
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&stderr_path).expect("stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{BIN} {args:?} still running after {deadline:?}; killed\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    (status.code(), std::fs::read_to_string(&stderr_path).unwrap_or_default())
-}
-
-// ------------------------------------------------------------------------------------------
-// Lab servers
-// ------------------------------------------------------------------------------------------
-
-/// Plain ESMTP without STARTTLS: delivered under `tls_settings: none`.
-async fn healthy_server() -> FaultServer {
-    FaultServer::start(Behavior::Smtp(SmtpOptions::default()))
-        .await
-        .expect("lab SMTP server")
-}
-
-/// A STARTTLS server presenting `pki.expired` for `mail.lab.test`.
-async fn expired_cert_server(pki: &LabPki) -> FaultServer {
-    FaultServer::start(Behavior::Smtp(SmtpOptions {
-        tls: Some(pki.expired.server_config().expect("server config")),
-        hostname: LAB_HOST.into(),
-        ..SmtpOptions::default()
-    }))
-    .await
-    .expect("lab TLS server")
-}
-
-/// `mail.lab.test` → 127.0.0.1 (MX NoData, so the smart host's A record is used); anything
-/// else is NXDOMAIN.
-async fn lab_dns() -> FakeDns {
-    let mut zone = Zone::new();
-    zone.set(
-        LAB_HOST,
-        Qtype::A,
-        Answer::Records(vec![Record::A(Ipv4Addr::LOCALHOST)]),
-    )
-    .set(LAB_HOST, Qtype::Mx, Answer::NoData);
-    FakeDns::start(zone).await.expect("fake DNS")
-}
-
-/// `not_after` of a DER certificate, read independently of the code under test.
-fn not_after_of(der: &[u8]) -> f64 {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("certificate parses");
-    cert.validity().not_after.timestamp() as f64
-}
-
+/// Asserts all eight `mailflow_connector_status` series of `connector`, only `current` at 1.
 #[track_caller]
 fn assert_state_set(m: &Metrics, connector: &str, current: &str) {
     let series = m.all("mailflow_connector_status", &[("connector", connector)]);
@@ -708,11 +150,11 @@ fn assert_state_set(m: &Metrics, connector: &str, current: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_rise_with_code_and_reason_and_healthy_gauges() {
     let refused = closed_port().expect("closed port");
-    let server = healthy_server().await;
+    let server = smtp::plain().await;
     let scratch = Scratch::new("counters");
     let cfg = Cfg::new(vec![conn_at("Refused", refused), conn_at("Healthy", server.addr())]);
     let config = scratch.write("mailflow.yaml", &cfg.yaml());
-    let mut ex = Exporter::start(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
 
     let failures = [
         ("connector", "Refused"),
@@ -779,7 +221,7 @@ async fn counters_rise_with_code_and_reason_and_healthy_gauges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_certificate_gauges_and_4_7_320() {
     let pki = LabPki::new(LAB_HOST).expect("lab PKI");
-    let server = expired_cert_server(&pki).await;
+    let server = smtp::starttls(&pki.expired).await;
     let dns = lab_dns().await;
     let scratch = Scratch::new("cert");
     let ca = scratch.write("ca.pem", &pki.ca.cert_pem());
@@ -794,7 +236,7 @@ async fn expired_certificate_gauges_and_4_7_320() {
         )])
     };
     let config = scratch.write("mailflow.yaml", &cfg.yaml());
-    let mut ex = Exporter::start(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
 
     let m = ex.wait_probed(&["Expired"], 1.0).await;
     let leaf = [("connector", "Expired"), ("host", LAB_HOST), ("position", "leaf")];
@@ -805,7 +247,7 @@ async fn expired_certificate_gauges_and_4_7_320() {
     assert!(c.value < now, "not_after {} is not in the past\n{}", c.value, m.text);
     assert_eq!(
         c.value,
-        not_after_of(&pki.expired.chain[0]),
+        not_after_of(&pki.expired.chain[0]) as f64,
         "not_after of the presented leaf\n{}",
         m.text
     );
@@ -844,11 +286,11 @@ async fn expired_certificate_gauges_and_4_7_320() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_set_flips_when_the_server_goes_and_returns() {
-    let server = healthy_server().await;
+    let server = smtp::plain().await;
     let addr = server.addr();
     let scratch = Scratch::new("flip");
     let config = scratch.write("mailflow.yaml", &Cfg::new(vec![conn_at("Flip", addr)]).yaml());
-    let mut ex = Exporter::start(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
 
     let m = ex.wait_for("Flip ok", |m| m.status("Flip", "ok") == Some(1.0)).await;
     assert_state_set(&m, "Flip", "ok");
@@ -901,7 +343,7 @@ async fn status_set_flips_when_the_server_goes_and_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_clock_runs_while_failing_and_survives_a_restart() {
     let refused = closed_port().expect("closed port");
-    let server = healthy_server().await;
+    let server = smtp::plain().await;
     let scratch = Scratch::new("queue");
     let cfg = Cfg {
         expiration: Some("12h"),
@@ -909,7 +351,7 @@ async fn queue_clock_runs_while_failing_and_survives_a_restart() {
     };
     let config = scratch.write("mailflow.yaml", &cfg.yaml());
     let started = now_unix();
-    let mut ex = Exporter::start(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
     const EXPIRY: f64 = 12.0 * 3600.0;
     let since = |m: &Metrics, c: &str| {
         m.value(
@@ -983,7 +425,7 @@ async fn queue_clock_runs_while_failing_and_survives_a_restart() {
     assert!(state.is_file(), "{} gone after shutdown", state.display());
     let storage_before = ex.storage.clone();
     drop(ex);
-    let mut ex = Exporter::start(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
     assert_eq!(ex.storage, storage_before);
     let c = ex.wait_probed(&["Stuck"], 1.0).await;
     let fs_after = since(&c, "Stuck");
@@ -1012,13 +454,13 @@ async fn queue_clock_runs_while_failing_and_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_and_removes_connectors_and_keeps_running_on_a_broken_file() {
     let refused = closed_port().expect("closed port");
-    let server = healthy_server().await;
+    let server = smtp::plain().await;
     let scratch = Scratch::new("reload");
     let a = conn_at("Alpha", refused);
     let b = conn_at("Bravo", server.addr());
     let c = conn_at("Charlie", server.addr());
     let config = scratch.write("mailflow.yaml", &Cfg::new(vec![a.clone(), b.clone()]).yaml());
-    let mut ex = Exporter::start(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
     let ok = |m: &Metrics| m.value("mailflow_config_last_reload_successful", &[]);
     let m = ex.wait_probed(&["Alpha", "Bravo"], 1.0).await;
     assert_eq!(ok(&m), 1.0);
@@ -1121,12 +563,12 @@ async fn reload_adds_and_removes_connectors_and_keeps_running_on_a_broken_file()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabling_a_failing_connector_drops_its_alerting_series() {
     let refused = closed_port().expect("closed port");
-    let server = healthy_server().await;
+    let server = smtp::plain().await;
     let scratch = Scratch::new("disable");
     let quiet = conn_at("Quiet", refused);
     let other = conn_at("Other", server.addr());
     let config = scratch.write("mailflow.yaml", &Cfg::new(vec![quiet.clone(), other.clone()]).yaml());
-    let mut ex = Exporter::start(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
     ex.wait_for("Quiet failing", |m| m.status("Quiet", "4.4.316") == Some(1.0))
         .await;
 
@@ -1165,11 +607,11 @@ async fn disabling_a_failing_connector_drops_its_alerting_series() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_endpoint_by_connector_name() {
     let refused = closed_port().expect("closed port");
-    let server = healthy_server().await;
+    let server = smtp::plain().await;
     let scratch = Scratch::new("probe");
     let cfg = Cfg::new(vec![conn_at("Healthy One", server.addr()), conn_at("Refused", refused)]);
     let config = scratch.write("mailflow.yaml", &cfg.yaml());
-    let ex = Exporter::start(&scratch, &config, &[]).await;
+    let ex = Exporter::serve(&scratch, &config, &[]).await;
 
     let r = ex.get(&format!("/probe?connector={}", enc("Healthy One"))).await;
     assert_eq!(r.status, 200, "{r:?}");
@@ -1227,13 +669,13 @@ async fn probe_endpoint_by_connector_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adhoc_probes_only_with_the_flag() {
-    let server = healthy_server().await;
+    let server = smtp::plain().await;
     let scratch = Scratch::new("adhoc");
     let config = scratch.write(
         "mailflow.yaml",
         &Cfg::new(vec![conn_at("Healthy", server.addr())]).yaml(),
     );
-    let ex = Exporter::start(&scratch, &config, &["--web.enable-adhoc-probes"]).await;
+    let ex = Exporter::serve(&scratch, &config, &["--web.enable-adhoc-probes"]).await;
 
     let target = server.addr().to_string();
     let r = ex.get(&format!("/probe?target={}", enc(&target))).await;
@@ -1276,12 +718,12 @@ async fn adhoc_probes_only_with_the_flag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_endpoints_errors_and_status_page() {
     let refused = closed_port().expect("closed port");
-    let server = healthy_server().await;
+    let server = smtp::plain().await;
     let scratch = Scratch::new("page");
     let hostile = "Refused <b>Ops</b> & 'Co' \"x\"";
     let cfg = Cfg::new(vec![conn_at(hostile, refused), conn_at("Healthy", server.addr())]);
     let config = scratch.write("mailflow.yaml", &cfg.yaml());
-    let mut ex = Exporter::start(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
 
     for p in ["/-/healthy", "/-/ready"] {
         let r = ex.get(p).await;
@@ -1338,18 +780,19 @@ async fn bad_or_missing_config_at_start_exits_2() {
             storage.clone(),
         ]
     };
-    let (code, stderr) = run_to_exit(args(&config), Duration::from_secs(30)).await;
-    assert_eq!(code, Some(2), "exit code\n{stderr}");
+    let r = run(&args(&config), Duration::from_secs(30)).await;
+    r.assert_exit(2);
     let at = format!("{}:{line}:", config.display());
-    assert!(stderr.contains(&at), "stderr lacks {at:?}\n{stderr}");
-    assert!(stderr.contains("smart_host"), "stderr lacks the field\n{stderr}");
+    assert!(r.stderr.contains(&at), "stderr lacks {at:?}\n{}", r.dump());
+    assert!(r.stderr.contains("smart_host"), "stderr lacks the field\n{}", r.dump());
 
     let missing = scratch.path("missing.yaml");
-    let (code, stderr) = run_to_exit(args(&missing), Duration::from_secs(30)).await;
-    assert_eq!(code, Some(2), "exit code\n{stderr}");
+    let r = run(&args(&missing), Duration::from_secs(30)).await;
+    r.assert_exit(2);
     assert!(
-        stderr.contains(&missing.display().to_string()),
-        "stderr names the file\n{stderr}"
+        r.stderr.contains(&missing.display().to_string()),
+        "stderr names the file\n{}",
+        r.dump()
     );
 }
 
@@ -1369,8 +812,8 @@ struct RichLab {
 
 async fn rich_lab() -> RichLab {
     let pki = LabPki::new(LAB_HOST).expect("lab PKI");
-    let healthy = healthy_server().await;
-    let expired = expired_cert_server(&pki).await;
+    let healthy = smtp::plain().await;
+    let expired = smtp::starttls(&pki.expired).await;
     let banner = FaultServer::start(Behavior::Banner421).await.expect("421 server");
     let garbage = FaultServer::start(Behavior::Garbage(b"SSH-2.0-OpenSSH_9.2\r\n".to_vec()))
         .await
@@ -1412,7 +855,7 @@ async fn rich_lab() -> RichLab {
         ..Cfg::new(conns)
     };
     let config = scratch.write("mailflow.yaml", &cfg.yaml());
-    let mut ex = Exporter::start(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
     ex.wait_for("every connector probed", |m| {
         names
             .iter()
@@ -1428,6 +871,9 @@ async fn rich_lab() -> RichLab {
         _scratch: scratch,
     }
 }
+
+/// Hard deadline for `promtool check metrics` on one scrape.
+const PROMTOOL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// promtool from PATH, else the Debian location.
 fn promtool() -> PathBuf {
@@ -1463,17 +909,9 @@ async fn promtool_accepts_the_scrape_and_openmetrics_is_well_formed() {
     }
     let text = m.text.clone();
     let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(&promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", promtool.display()));
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(text.as_bytes()).expect("write to promtool");
-        drop(stdin);
-        child.wait_with_output().expect("promtool output")
+        let mut cmd = Command::new(&promtool);
+        cmd.args(["check", "metrics"]);
+        run_with_deadline(cmd, text.as_bytes(), PROMTOOL_DEADLINE)
     })
     .await
     .expect("join");

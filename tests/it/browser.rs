@@ -8,193 +8,29 @@
 //!
 //! Everything stays on loopback; every child process has a hard deadline and is killed on drop.
 
-use crate::common::Scratch;
+use crate::support::process::{Exporter, run_with_deadline};
+use crate::support::scratch::Scratch;
 use mailflow_exporter::taxonomy::Code;
-use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mailflow-exporter");
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// How long the demo may take to listen on its port.
-const LISTEN_DEADLINE: Duration = Duration::from_secs(20);
-/// How long the demo may take until every awaited metric shows up (interval 1 s, timeout 1 s).
+/// How long the demo may take until every awaited state shows up (interval 1 s, timeout 1 s).
 const METRICS_DEADLINE: Duration = Duration::from_secs(60);
 /// Hard deadline for one Chromium run.
 const CHROMIUM_DEADLINE: Duration = Duration::from_secs(60);
-/// Deadline for one HTTP request to the agent.
-const HTTP_DEADLINE: Duration = Duration::from_secs(5);
 /// The smallest screenshot we believe shows a rendered page (a blank 1280x1600 PNG is ~5 KB).
 const MIN_SCREENSHOT_BYTES: u64 = 10 * 1024;
 
-/// The metric lines the page assertions depend on; the test waits until all of them are exposed.
-const AWAITED: [&str; 3] = [
-    r#"mailflow_connector_status{connector="Refused",code="4.4.316"} 1"#,
-    r#"mailflow_connector_status{connector="Healthy",code="ok"} 1"#,
-    r#"mailflow_connector_status{connector="Expired certificate",code="4.7.320"} 1"#,
+/// The `mailflow_connector_status` series the page assertions depend on, each at 1; the test
+/// waits until all of them are exposed.
+const AWAITED: [(&str, &str); 3] = [
+    ("Refused", "4.4.316"),
+    ("Healthy", "ok"),
+    ("Expired certificate", "4.7.320"),
 ];
-
-// ------------------------------------------------------------------------------------------
-// Scratch space and the demo process
-// ------------------------------------------------------------------------------------------
-
-/// The running `demo`; killed (and reaped) on drop. Its output goes to a file in the scratch dir.
-struct Demo {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Demo {
-    /// Starts the demo on a free loopback port and waits until it listens, retrying with another
-    /// port if the first one was taken between probing it and the demo binding it.
-    async fn start(scratch: &Scratch) -> Demo {
-        let mut last = String::new();
-        for attempt in 0..3 {
-            let addr = free_port();
-            let log = scratch.path(&format!("demo-{attempt}.log"));
-            let out = File::create(&log).expect("demo log");
-            let err = out.try_clone().expect("demo log");
-            let child = Command::new(BIN)
-                .args(["demo", "--web.listen-address"])
-                .arg(addr.to_string())
-                .args(["--interval", "1s", "--timeout", "1s", "--exit-after", "120s", "--dir"])
-                .arg(scratch.path(&format!("demo-{attempt}")))
-                .env_remove("RUST_LOG")
-                .env_remove("MAILFLOW_LOG")
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-            let mut demo = Demo { child, addr, log };
-            let started = Instant::now();
-            while started.elapsed() < LISTEN_DEADLINE {
-                if let Some(status) = demo.child.try_wait().expect("try_wait") {
-                    // Most likely a port clash: try another port.
-                    last = format!("demo exited with {status}\n{}", demo.log_text());
-                    break;
-                }
-                if TcpStream::connect(addr).await.is_ok() {
-                    return demo;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if started.elapsed() >= LISTEN_DEADLINE {
-                panic!(
-                    "the demo did not listen on {addr} within {LISTEN_DEADLINE:?}\n--- demo log ---\n{}",
-                    demo.log_text()
-                );
-            }
-        }
-        panic!("the demo did not start on three ports; last:\n{last}");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(no log: {e})"))
-    }
-
-    /// Panics with the demo's log when it has exited.
-    #[track_caller]
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!(
-                "the demo exited early with {status}\n--- demo log ---\n{}",
-                self.log_text()
-            );
-        }
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr")
-}
-
-// ------------------------------------------------------------------------------------------
-// A tiny HTTP/1.1 client (one request per connection)
-// ------------------------------------------------------------------------------------------
-
-/// `GET path` on `addr`: the status code and the body (the agent answers with Content-Length or
-/// closes the connection; `Connection: close` makes reading to the end correct either way).
-async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let work = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).await.map_err(|e| format!("read: {e}"))?;
-        let raw = String::from_utf8(raw).map_err(|e| format!("response is not UTF-8: {e}"))?;
-        let (head, body) = raw
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("no end of headers in {raw:?}"))?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| format!("bad status line in {head:?}"))?;
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            return Err("chunked responses are not supported by this client".to_string());
-        }
-        Ok((status, body.to_string()))
-    };
-    tokio::time::timeout(HTTP_DEADLINE, work)
-        .await
-        .unwrap_or_else(|_| Err(format!("no response within {HTTP_DEADLINE:?}")))
-}
-
-/// Polls `/metrics` until every line in [`AWAITED`] is exposed (bounded by [`METRICS_DEADLINE`]).
-async fn wait_for_metrics(demo: &mut Demo) {
-    let started = Instant::now();
-    loop {
-        demo.assert_running();
-        let last = match http_get(demo.addr, "/metrics").await {
-            Ok((200, body)) => {
-                let missing: Vec<&str> = AWAITED
-                    .iter()
-                    .copied()
-                    .filter(|want| !body.lines().any(|l| l.trim() == *want))
-                    .collect();
-                if missing.is_empty() {
-                    return;
-                }
-                format!("missing {missing:?}; status lines:\n{}", status_lines(&body))
-            }
-            Ok((code, body)) => format!("HTTP {code}: {body}"),
-            Err(e) => e,
-        };
-        if started.elapsed() > METRICS_DEADLINE {
-            panic!(
-                "metrics not ready after {METRICS_DEADLINE:?}: {last}\n--- demo log ---\n{}",
-                demo.log_text()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn status_lines(body: &str) -> String {
-    body.lines()
-        .filter(|l| l.starts_with("mailflow_connector_status{") && l.ends_with(" 1"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 // ------------------------------------------------------------------------------------------
 // Headless Chromium
@@ -252,7 +88,7 @@ async fn chromium(scratch: &Scratch, profile: &str, extra: &[String], url: &str)
 fn chromium_blocking(args: Vec<String>) -> ChromiumRun {
     let mut cmd = Command::new(CHROMIUM);
     cmd.args(&args);
-    let out = crate::common::run_with_deadline(cmd, CHROMIUM_DEADLINE);
+    let out = run_with_deadline(cmd, &[], CHROMIUM_DEADLINE);
     let run = ChromiumRun {
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -442,8 +278,11 @@ async fn status_page_renders_in_chromium() {
     }
     let started = Instant::now();
     let scratch = Scratch::new("browser");
-    let mut demo = Demo::start(&scratch).await;
-    wait_for_metrics(&mut demo).await;
+    let mut demo = Exporter::demo(&scratch).await;
+    demo.wait_for_within(METRICS_DEADLINE, "the demo connectors in their states", |m| {
+        AWAITED.iter().all(|(c, code)| m.status(c, code) == Some(1.0))
+    })
+    .await;
     let ready = started.elapsed();
 
     // 1. The DOM as Chromium built it.

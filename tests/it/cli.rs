@@ -4,95 +4,21 @@
 //! Every test runs the real binary as a child process (with a hard deadline) against loopback
 //! servers started in this process from `mailflow_exporter::lab`.
 
-use crate::common::Scratch;
+use crate::support::dns::{LAB_HOST, a_loopback, lab_dns, serve};
+use crate::support::process::{Run, run};
+use crate::support::scratch::Scratch;
+use crate::support::smtp;
 use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
 use mailflow_exporter::lab::pki::LabPki;
-use mailflow_exporter::lab::smtp::{Behavior, FaultServer, SmtpOptions, closed_port};
+use mailflow_exporter::lab::smtp::{Behavior, FaultServer, closed_port};
 use serde_json::Value;
-use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mailflow-exporter");
 
 /// Hard deadline for one `check` run (every step has a 1-2 s timeout, so this is generous).
 const CHECK_DEADLINE: Duration = Duration::from_secs(30);
 /// Hard deadline for `demo` (eight scenarios, one of which waits for a connect timeout).
 const DEMO_DEADLINE: Duration = Duration::from_secs(90);
-
-/// What a finished child left behind.
-struct Run {
-    args: Vec<String>,
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Run {
-    fn stdout(&self) -> String {
-        String::from_utf8(self.stdout.clone()).unwrap_or_else(|e| panic!("stdout is not UTF-8 ({e}):\n{}", self.dump()))
-    }
-
-    fn dump(&self) -> String {
-        format!(
-            "args: {:?}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.args,
-            self.code,
-            String::from_utf8_lossy(&self.stdout),
-            self.stderr
-        )
-    }
-
-    #[track_caller]
-    fn assert_exit(&self, code: i32) {
-        assert_eq!(self.code, Some(code), "exit code\n{}", self.dump());
-    }
-
-    /// stdout as exactly one JSON object.
-    #[track_caller]
-    fn json(&self) -> Value {
-        let v: Value = serde_json::from_slice(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e})\n{}", self.dump()));
-        assert!(v.is_object(), "stdout is not a JSON object\n{}", self.dump());
-        v
-    }
-
-    /// A usage/config error: exit 2, a message on stderr, nothing on stdout.
-    #[track_caller]
-    fn assert_usage_error(&self, needles: &[&str]) {
-        self.assert_exit(2);
-        assert!(
-            self.stdout.is_empty(),
-            "stdout must stay empty on usage errors\n{}",
-            self.dump()
-        );
-        assert!(!self.stderr.trim().is_empty(), "stderr must explain\n{}", self.dump());
-        for n in needles {
-            assert!(self.stderr.contains(n), "stderr lacks {n:?}\n{}", self.dump());
-        }
-    }
-}
-
-/// Runs the binary with `args` on a blocking thread, killing it when `deadline` passes.
-async fn run(args: &[&str], deadline: Duration) -> Run {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || run_blocking(args, deadline))
-        .await
-        .expect("runner thread")
-}
-
-fn run_blocking(args: Vec<String>, deadline: Duration) -> Run {
-    let mut cmd = Command::new(BIN);
-    cmd.args(&args).env("MAILFLOW_LOG", "warn").env_remove("RUST_LOG");
-    let out = crate::common::run_with_deadline(cmd, deadline);
-    Run {
-        args,
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -117,29 +43,6 @@ fn all_strings(v: &Value, out: &mut Vec<String>) {
         }),
         _ => {}
     }
-}
-
-/// A healthy STARTTLS server presenting the lab's good certificate for `mail.lab.test`.
-async fn healthy_tls_server(pki: &LabPki) -> FaultServer {
-    FaultServer::start(Behavior::Smtp(SmtpOptions {
-        tls: Some(pki.good.server_config().expect("server config")),
-        hostname: "mail.lab.test".into(),
-        ..SmtpOptions::default()
-    }))
-    .await
-    .expect("smtp server")
-}
-
-/// `mail.lab.test` → 127.0.0.1 (no MX: NODATA, so the smart host's own A record is used).
-async fn lab_dns() -> FakeDns {
-    let mut zone = Zone::new();
-    zone.set(
-        "mail.lab.test",
-        Qtype::A,
-        Answer::Records(vec![Record::A(Ipv4Addr::LOCALHOST)]),
-    )
-    .set("mail.lab.test", Qtype::Mx, Answer::NoData);
-    FakeDns::start(zone).await.expect("fake dns")
 }
 
 // ------------------------------------------------------------------------------------------
@@ -187,8 +90,8 @@ async fn refused_port_gives_4_4_316_json() {
 
 #[tokio::test]
 async fn healthy_starttls_domain_validation_delivers() {
-    let pki = LabPki::new("mail.lab.test").expect("pki");
-    let server = healthy_tls_server(&pki).await;
+    let pki = LabPki::new(LAB_HOST).expect("pki");
+    let server = smtp::starttls(&pki.good).await;
     let dns = lab_dns().await;
     let scratch = Scratch::new("cli");
     let ca = scratch.write("ca.pem", &pki.ca.cert_pem());
@@ -303,21 +206,15 @@ async fn check_domain(dns: &FakeDns, port: u16, domain: &str) -> Run {
 #[tokio::test]
 async fn domain_routes_by_mx_and_delivers() {
     // Plain ESMTP (no STARTTLS): tls_settings none delivers, flagged as plaintext.
-    let server = FaultServer::start(Behavior::Smtp(SmtpOptions::default()))
-        .await
-        .expect("server");
+    let server = smtp::plain().await;
     let mut zone = Zone::new();
     zone.set(
         "example.lab.test",
         Qtype::Mx,
         Answer::Records(vec![Record::Mx(10, "mx1.lab.test".into())]),
-    )
-    .set(
-        "mx1.lab.test",
-        Qtype::A,
-        Answer::Records(vec![Record::A(Ipv4Addr::LOCALHOST)]),
     );
-    let dns = FakeDns::start(zone).await.expect("dns");
+    a_loopback(&mut zone, "mx1.lab.test");
+    let dns = serve(zone).await;
     let r = check_domain(&dns, server.addr().port(), "example.lab.test").await;
     r.assert_exit(0);
     let v = r.json();
@@ -348,17 +245,11 @@ async fn domain_with_null_mx_is_4_4_312_null_mx() {
         "nomail.lab.test",
         Qtype::Mx,
         Answer::Records(vec![Record::Mx(0, ".".into())]),
-    )
-    .set(
-        "nomail.lab.test",
-        Qtype::A,
-        Answer::Records(vec![Record::A(Ipv4Addr::LOCALHOST)]),
     );
-    let dns = FakeDns::start(zone).await.expect("dns");
+    a_loopback(&mut zone, "nomail.lab.test");
+    let dns = serve(zone).await;
     // A server that must not be contacted: a null MX means "no mail", not "use my A record".
-    let server = FaultServer::start(Behavior::Smtp(SmtpOptions::default()))
-        .await
-        .expect("server");
+    let server = smtp::plain().await;
     let r = check_domain(&dns, server.addr().port(), "nomail.lab.test").await;
     r.assert_exit(1);
     let v = r.json();
@@ -375,7 +266,7 @@ async fn domain_with_null_mx_is_4_4_312_null_mx() {
 
 #[tokio::test]
 async fn domain_nxdomain_is_4_4_312_nxdomain() {
-    let dns = FakeDns::start(Zone::new()).await.expect("dns");
+    let dns = serve(Zone::new()).await;
     let r = check_domain(&dns, 2525, "gone.lab.test").await;
     r.assert_exit(1);
     let v = r.json();
@@ -416,9 +307,7 @@ async fn text_output_for_a_failure_is_plain_and_explains() {
 
 #[tokio::test]
 async fn text_output_when_delivered() {
-    let server = FaultServer::start(Behavior::Smtp(SmtpOptions::default()))
-        .await
-        .expect("server");
+    let server = smtp::plain().await;
     let target = server.addr().to_string();
     let r = run(
         &["check", "--smart-host", &target, "--timeout", "2s", "--output", "text"],
@@ -523,8 +412,8 @@ async fn usage_errors_exit_2() {
 
 #[tokio::test]
 async fn config_connectors_are_checked() {
-    let pki = LabPki::new("mail.lab.test").expect("pki");
-    let server = healthy_tls_server(&pki).await;
+    let pki = LabPki::new(LAB_HOST).expect("pki");
+    let server = smtp::starttls(&pki.good).await;
     let dns = lab_dns().await;
     let refused = closed_port().expect("closed port");
     let scratch = Scratch::new("cli");

@@ -1,9 +1,10 @@
 //! TCP connect: no answer (4.4.315), refused (4.4.316), and what happens right after connect
 //! (4.4.318), against real loopback sockets.
 
-use crate::common::*;
+use crate::support::probe::*;
+use crate::support::smtp;
 use mailflow_exporter::config::TlsSettings;
-use mailflow_exporter::lab::smtp::{Behavior, BlackholeListener, FaultServer, SmtpOptions, closed_port};
+use mailflow_exporter::lab::smtp::{Behavior, BlackholeListener, FaultServer, closed_port};
 use mailflow_exporter::probe::Phase;
 use mailflow_exporter::taxonomy::{Code, Reason};
 use std::time::Duration;
@@ -48,9 +49,7 @@ async fn closed_right_after_accept() {
 #[tokio::test]
 async fn failover_from_dead_smart_host_to_live_one() {
     let dead = closed_port().unwrap();
-    let live = FaultServer::start(Behavior::Smtp(SmtpOptions::default()))
-        .await
-        .unwrap();
+    let live = smtp::plain().await;
     let r = probe(
         opts(None, None),
         &spec(vec![at(dead), at(live.addr())], TlsSettings::None),
@@ -84,9 +83,7 @@ async fn all_hosts_fail_reports_the_last_attempt() {
 #[tokio::test]
 async fn every_smart_host_is_probed_even_after_success() {
     // A broken backup host must show up while the primary still works.
-    let live = FaultServer::start(Behavior::Smtp(SmtpOptions::default()))
-        .await
-        .unwrap();
+    let live = smtp::plain().await;
     let dead = closed_port().unwrap();
     let r = probe(
         opts(None, None),

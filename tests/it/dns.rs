@@ -1,27 +1,19 @@
 //! DNS: MX first for smart host names, preference order, NODATA fallback, null MX, and every DNS
 //! failure class, against the in-process DNS server over real UDP/TCP packets.
 
-use crate::common::*;
+use crate::support::dns::{LAB_HOST, a_loopback, host_zone, lab_zone, serve};
+use crate::support::probe::*;
+use crate::support::smtp;
 use mailflow_exporter::config::TlsSettings;
-use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
-use mailflow_exporter::lab::smtp::{Behavior, FaultServer, SmtpOptions, closed_port};
+use mailflow_exporter::lab::dns::{Answer, Qtype, Record, Zone};
+use mailflow_exporter::lab::smtp::closed_port;
 use mailflow_exporter::probe::Phase;
 use mailflow_exporter::taxonomy::{Code, Reason};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-fn a(name: &str, zone: &mut Zone) {
-    zone.set(name, Qtype::A, Answer::Records(vec![Record::A(Ipv4Addr::LOCALHOST)]));
-}
-
-async fn plain_server() -> FaultServer {
-    FaultServer::start(Behavior::Smtp(SmtpOptions::default()))
-        .await
-        .unwrap()
-}
-
 async fn run(zone: Zone, host: &str, port: u16) -> mailflow_exporter::probe::ProbeReport {
-    let dns = FakeDns::start(zone).await.unwrap();
+    let dns = serve(zone).await;
     let mut s = spec(vec![named(host, port)], TlsSettings::None);
     s.timeout = Duration::from_secs(1);
     probe(opts(Some(dns.addr()), None), &s).await
@@ -85,7 +77,7 @@ async fn null_mx_on_a_smart_host_name() {
         Qtype::Mx,
         Answer::Records(vec![Record::Mx(0, ".".into())]),
     );
-    a("nomail.lab.test", &mut z);
+    a_loopback(&mut z, "nomail.lab.test");
     let r = run(z, "nomail.lab.test", 25).await;
     assert_fails(&r, Code::DnsQueryFailed, Reason::NullMx, Phase::Dns);
 }
@@ -109,7 +101,7 @@ async fn unreachable_dns_server() {
 
 #[tokio::test]
 async fn smart_host_name_uses_mx_first_in_preference_order() {
-    let good = plain_server().await;
+    let good = smtp::plain().await;
     let mut z = Zone::new();
     // Listed out of order on purpose: preference decides, not answer order.
     z.set(
@@ -120,9 +112,9 @@ async fn smart_host_name_uses_mx_first_in_preference_order() {
             Record::Mx(10, "primary.lab.test".into()),
         ]),
     );
-    a("relay.lab.test", &mut z); // must NOT be used: MX wins
+    a_loopback(&mut z, "relay.lab.test"); // must NOT be used: MX wins
     z.set_all("primary.lab.test", Answer::NxDomain);
-    a("backup.lab.test", &mut z);
+    a_loopback(&mut z, "backup.lab.test");
     let r = run(z, "relay.lab.test", good.addr().port()).await;
     assert_delivered(&r);
     let hosts: Vec<(&str, Option<u16>)> = r.attempts.iter().map(|a| (a.host.as_str(), a.mx_preference)).collect();
@@ -137,11 +129,8 @@ async fn smart_host_name_uses_mx_first_in_preference_order() {
 
 #[tokio::test]
 async fn smart_host_without_mx_uses_its_address() {
-    let good = plain_server().await;
-    let mut z = Zone::new();
-    z.set("mail.lab.test", Qtype::Mx, Answer::NoData);
-    a("mail.lab.test", &mut z);
-    let r = run(z, "mail.lab.test", good.addr().port()).await;
+    let good = smtp::plain().await;
+    let r = run(lab_zone(), LAB_HOST, good.addr().port()).await;
     assert_delivered(&r);
     assert_eq!(r.attempts.len(), 1);
     assert_eq!(r.attempts[0].mx_preference, None);
@@ -150,18 +139,9 @@ async fn smart_host_without_mx_uses_its_address() {
 
 #[tokio::test]
 async fn every_address_is_an_attempt_and_failover_works() {
-    let good = plain_server().await;
-    let mut z = Zone::new();
-    z.set("multi.lab.test", Qtype::Mx, Answer::NoData);
+    let good = smtp::plain().await;
     // 127.0.0.2 has no listener on this port → refused; 127.0.0.1 serves.
-    z.set(
-        "multi.lab.test",
-        Qtype::A,
-        Answer::Records(vec![
-            Record::A(Ipv4Addr::new(127, 0, 0, 2)),
-            Record::A(Ipv4Addr::LOCALHOST),
-        ]),
-    );
+    let z = host_zone("multi.lab.test", &[Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::LOCALHOST]);
     let r = run(z, "multi.lab.test", good.addr().port()).await;
     assert_delivered(&r);
     assert_eq!(r.attempts.len(), 2);
@@ -171,16 +151,9 @@ async fn every_address_is_an_attempt_and_failover_works() {
 
 #[tokio::test]
 async fn large_answer_is_fetched_over_tcp_and_attempts_are_bounded() {
-    let good = plain_server().await;
-    let mut z = Zone::new();
-    z.set("big.lab.test", Qtype::Mx, Answer::NoData);
+    let good = smtp::plain().await;
     // Too big for UDP: the server truncates and the resolver retries over TCP.
-    z.set(
-        "big.lab.test",
-        Qtype::A,
-        Answer::Records((0..80).map(|_| Record::A(Ipv4Addr::LOCALHOST)).collect()),
-    );
-    let dns = FakeDns::start(z).await.unwrap();
+    let dns = serve(host_zone("big.lab.test", &[Ipv4Addr::LOCALHOST; 80])).await;
     let s = spec(vec![named("big.lab.test", good.addr().port())], TlsSettings::None);
     let r = probe(opts(Some(dns.addr()), None), &s).await;
     assert_delivered(&r);
@@ -193,19 +166,19 @@ async fn large_answer_is_fetched_over_tcp_and_attempts_are_bounded() {
 
 #[tokio::test]
 async fn mx_routing_implicit_mx_and_route_failure() {
-    let good = plain_server().await;
+    let good = smtp::plain().await;
     let mut z = Zone::new();
     z.set(
         "contoso.lab.test",
         Qtype::Mx,
         Answer::Records(vec![Record::Mx(10, "mx.contoso.lab.test".into())]),
     );
-    a("mx.contoso.lab.test", &mut z);
+    a_loopback(&mut z, "mx.contoso.lab.test");
     // NODATA for MX → the domain's own A (RFC 5321 implicit MX)
     z.set("implicit.lab.test", Qtype::Mx, Answer::NoData);
-    a("implicit.lab.test", &mut z);
+    a_loopback(&mut z, "implicit.lab.test");
     z.set_all("expired.lab.test", Answer::NxDomain);
-    let dns = FakeDns::start(z).await.unwrap();
+    let dns = serve(z).await;
 
     let s = mx_spec(
         &["contoso.lab.test", "implicit.lab.test"],
@@ -241,13 +214,13 @@ async fn mx_host_refused_then_next_preference() {
             Record::Mx(5, "b.fab.lab.test".into()),
         ]),
     );
-    a("a.fab.lab.test", &mut z);
+    a_loopback(&mut z, "a.fab.lab.test");
     z.set(
         "b.fab.lab.test",
         Qtype::A,
         Answer::Records(vec![Record::A(Ipv4Addr::new(127, 0, 0, 3))]),
     );
-    let dns = FakeDns::start(z).await.unwrap();
+    let dns = serve(z).await;
     // Port of a closed socket: both hosts refuse.
     let s = mx_spec(&["fab.lab.test"], dead.port(), TlsSettings::None);
     let r = probe(opts(Some(dns.addr()), None), &s).await;

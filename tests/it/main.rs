@@ -1,14 +1,15 @@
-//! Integration tests: one binary, one file per area. Everything talks to real loopback servers.
+//! Integration tests: one binary, one file per area, helpers shared through `support`.
+//! Everything talks to real loopback servers.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
 mod agent;
 mod browser;
 mod cli;
-mod common;
 mod connect;
 mod dns;
 mod import;
 mod smtp;
+mod support;
 mod taxonomy;
 mod tls;

@@ -1,6 +1,6 @@
 //! The SMTP dialogue: banners, EHLO/HELO, STARTTLS negotiation, hostile and broken servers.
 
-use crate::common::*;
+use crate::support::probe::*;
 use mailflow_exporter::config::TlsSettings;
 use mailflow_exporter::lab::pki::TestCa;
 use mailflow_exporter::lab::smtp::{Behavior, FaultServer, SmtpOptions};

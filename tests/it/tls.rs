@@ -5,11 +5,14 @@
 //! 127.0.0.1, MX NoData), so the name is used for SNI and for the name check exactly as with a
 //! real connector; IP literals are used only where no name matters.
 
-use crate::common;
+use crate::support::certs::{DAY, assert_days_from_now, not_after_of, now_unix};
+use crate::support::dns::{LAB_HOST, host_zone, lab_dns, lab_zone, serve};
+use crate::support::sha1::{Sha1Error, sha1_leaf};
+use crate::support::{probe, smtp};
 use mailflow_exporter::config::TlsSettings;
-use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record, Zone};
-use mailflow_exporter::lab::pki::{self, CertKey, LabPki, TestCa};
-use mailflow_exporter::lab::smtp::{Behavior, FaultServer, SmtpOptions};
+use mailflow_exporter::lab::dns::{Answer, FakeDns, Qtype, Record};
+use mailflow_exporter::lab::pki::{CertKey, LabPki, TestCa};
+use mailflow_exporter::lab::smtp::{Behavior, FaultServer};
 use mailflow_exporter::probe::tls::CertPosition;
 use mailflow_exporter::probe::{Attempt, Phase, ProbeReport, ProbeSpec, ProberOptions};
 use mailflow_exporter::taxonomy::{Code, Reason};
@@ -19,36 +22,14 @@ use rustls::sign::CertifiedKey;
 use rustls::time_provider::TimeProvider;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-/// The name the lab certificates are issued for and the smart host resolves.
-const HOST: &str = "mail.lab.test";
-const DAY: i64 = 86_400;
-
-/// A fake DNS where `HOST` has an A record for 127.0.0.1 and no MX.
-async fn lab_dns() -> FakeDns {
-    let mut zone = Zone::new();
-    zone.set(HOST, Qtype::A, Answer::Records(vec![Record::A(Ipv4Addr::LOCALHOST)]))
-        .set(HOST, Qtype::Mx, Answer::NoData);
-    FakeDns::start(zone).await.expect("fake DNS starts")
-}
-
-/// A well-behaved ESMTP server offering STARTTLS with this chain.
-async fn tls_server(ck: &CertKey) -> FaultServer {
-    FaultServer::start(Behavior::Smtp(SmtpOptions {
-        tls: Some(ck.server_config().expect("server config")),
-        ..SmtpOptions::default()
-    }))
-    .await
-    .expect("lab SMTP server starts")
-}
-
 /// A connector with the smart host `mail.lab.test:<port>`.
 fn named_spec(port: u16, tls: TlsSettings, tls_domain: Option<&str>) -> ProbeSpec {
-    let mut s = common::spec(vec![common::named(HOST, port)], tls);
-    s.tls_domain = tls_domain.map(common::pattern);
+    let mut s = probe::spec(vec![probe::named(LAB_HOST, port)], tls);
+    s.tls_domain = tls_domain.map(probe::pattern);
     s
 }
 
@@ -60,9 +41,9 @@ async fn probe_named(ck: &CertKey, ca_pem: Option<String>, tls: TlsSettings, tls
 
 async fn probe_named_spec(ck: &CertKey, ca_pem: Option<String>, make: impl FnOnce(u16) -> ProbeSpec) -> ProbeReport {
     let dns = lab_dns().await;
-    let server = tls_server(ck).await;
+    let server = smtp::starttls(ck).await;
     let spec = make(server.addr().port());
-    common::probe(common::opts(Some(dns.addr()), ca_pem), &spec).await
+    probe::probe(probe::opts(Some(dns.addr()), ca_pem), &spec).await
 }
 
 /// The single attempt of a one-address connector, checked to be the reported one.
@@ -75,24 +56,11 @@ fn only_attempt(r: &ProbeReport) -> &Attempt {
     a
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64
-}
-
-/// `not_after` of a DER certificate, read independently of the code under test.
-fn not_after_of(der: &[u8]) -> i64 {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("certificate parses");
-    cert.validity().not_after.timestamp()
-}
-
 /// Asserts a 4.7.320 failure with `reason` at tls_handshake, and that the presented leaf was
 /// captured although validation failed.
 #[track_caller]
 fn assert_cert_failure(r: &ProbeReport, reason: Reason, presented: &CertKey) -> Attempt {
-    common::assert_fails(r, Code::CertificateValidationFailed, reason, Phase::TlsHandshake);
+    probe::assert_fails(r, Code::CertificateValidationFailed, reason, Phase::TlsHandshake);
     assert!(
         r.message.starts_with("450 4.7.320 Certificate validation failed"),
         "{}",
@@ -125,24 +93,14 @@ fn assert_cert_failure(r: &ProbeReport, reason: Reason, presented: &CertKey) -> 
     a
 }
 
-/// Asserts `unix` lies `days` days from now (a few minutes of slack for generation time).
-#[track_caller]
-fn assert_days_from_now(unix: i64, days: i64) {
-    let delta = unix - now_unix();
-    assert!(
-        (delta - days * DAY).abs() < 300,
-        "{unix} is {delta}s from now, expected {days} days"
-    );
-}
-
 /// A clock stuck at a fixed instant, for certificate dates.
 #[derive(Debug)]
 struct FixedTime(UnixTime);
 
 impl FixedTime {
     fn days_from_now(days: i64) -> Arc<dyn TimeProvider> {
-        let secs = u64::try_from(now_unix() + days * DAY).expect("positive time");
-        Arc::new(FixedTime(UnixTime::since_unix_epoch(Duration::from_secs(secs))))
+        let secs = now_unix() + (days * DAY) as f64;
+        Arc::new(FixedTime(UnixTime::since_unix_epoch(Duration::from_secs_f64(secs))))
     }
 }
 
@@ -158,17 +116,17 @@ impl TimeProvider for FixedTime {
 
 #[tokio::test]
 async fn good_cert_domain_validation_delivers_with_tls_and_certificate_details() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let dns = lab_dns().await;
-    let server = tls_server(&lab.good).await;
-    let spec = named_spec(server.addr().port(), TlsSettings::DomainValidation, Some(HOST));
-    let r = common::probe(common::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
+    let server = smtp::starttls(&lab.good).await;
+    let spec = named_spec(server.addr().port(), TlsSettings::DomainValidation, Some(LAB_HOST));
+    let r = probe::probe(probe::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
 
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     assert_eq!((r.reason, r.phase), (None, None));
     let a = only_attempt(&r);
     let dump = serde_json::to_string_pretty(&r).unwrap();
-    assert_eq!(a.host, HOST, "{dump}");
+    assert_eq!(a.host, LAB_HOST, "{dump}");
     assert_eq!(a.ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), "{dump}");
     assert_eq!(a.port, server.addr().port());
     assert!(a.delivered && !a.plaintext, "{dump}");
@@ -202,7 +160,7 @@ async fn good_cert_domain_validation_delivers_with_tls_and_certificate_details()
         "serial {:?}",
         c.serial
     );
-    assert!(c.not_after_unix > now_unix(), "{dump}");
+    assert!(c.not_after_unix as f64 > now_unix(), "{dump}");
     assert_eq!(c.not_after_unix, not_after_of(&lab.good.chain[0]));
     assert_days_from_now(c.not_after_unix, 90);
     assert_days_from_now(c.not_before_unix, -1);
@@ -230,7 +188,7 @@ async fn good_cert_domain_validation_delivers_with_tls_and_certificate_details()
 
 #[tokio::test]
 async fn expired_cert_fails_cert_expired() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.expired,
         Some(lab.ca.cert_pem()),
@@ -240,13 +198,13 @@ async fn expired_cert_fails_cert_expired() {
     .await;
     let a = assert_cert_failure(&r, Reason::CertExpired, &lab.expired);
     assert_days_from_now(a.certificates[0].not_after_unix, -30);
-    assert!(a.certificates[0].not_after_unix < now_unix());
+    assert!((a.certificates[0].not_after_unix as f64) < now_unix());
     assert!(a.error.as_deref().unwrap().contains("expired"), "{:?}", a.error);
 }
 
 #[tokio::test]
 async fn not_yet_valid_cert_fails_cert_not_yet_valid() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.not_yet_valid,
         Some(lab.ca.cert_pem()),
@@ -262,7 +220,7 @@ async fn not_yet_valid_cert_fails_cert_not_yet_valid() {
 
 #[tokio::test]
 async fn self_signed_cert_fails_cert_untrusted() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     // The lab CA is trusted, but the self-signed leaf does not chain to it.
     let r = probe_named(
         &lab.self_signed,
@@ -280,7 +238,7 @@ async fn self_signed_cert_fails_cert_untrusted() {
 
 #[tokio::test]
 async fn unknown_ca_fails_cert_untrusted() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.unknown_ca,
         Some(lab.ca.cert_pem()),
@@ -302,7 +260,7 @@ async fn unknown_ca_fails_cert_untrusted() {
 #[tokio::test]
 async fn good_cert_without_its_ca_fails_cert_untrusted() {
     // Nothing extra trusted: the lab CA is not a public root.
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(&lab.good, None, TlsSettings::CertificateValidation, None).await;
     assert_cert_failure(&r, Reason::CertUntrusted, &lab.good);
     assert!(!r.warnings.iter().any(|w| w.contains("extra CA")), "{:?}", r.warnings);
@@ -310,12 +268,12 @@ async fn good_cert_without_its_ca_fails_cert_untrusted() {
 
 #[tokio::test]
 async fn expired_cert_fails_under_domain_validation_too() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.expired,
         Some(lab.ca.cert_pem()),
         TlsSettings::DomainValidation,
-        Some(HOST),
+        Some(LAB_HOST),
     )
     .await;
     let a = assert_cert_failure(&r, Reason::CertExpired, &lab.expired);
@@ -328,7 +286,7 @@ async fn expired_cert_fails_under_domain_validation_too() {
 
 #[tokio::test]
 async fn wrong_name_passes_certificate_validation() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.wrong_name,
         Some(lab.ca.cert_pem()),
@@ -336,7 +294,7 @@ async fn wrong_name_passes_certificate_validation() {
         None,
     )
     .await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     let a = only_attempt(&r);
     assert!(a.tls.is_some() && !a.plaintext);
     assert!(
@@ -348,25 +306,25 @@ async fn wrong_name_passes_certificate_validation() {
 
 #[tokio::test]
 async fn wrong_name_fails_domain_validation() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.wrong_name,
         Some(lab.ca.cert_pem()),
         TlsSettings::DomainValidation,
-        Some(HOST),
+        Some(LAB_HOST),
     )
     .await;
     let a = assert_cert_failure(&r, Reason::CertNameMismatch, &lab.wrong_name);
     assert_eq!(a.certificate_problems, [Reason::CertNameMismatch]);
     assert_eq!(a.certificates[0].subject_alt_names, ["DNS:other.example"]);
     let err = a.error.as_deref().unwrap();
-    assert!(err.contains("other.example") && err.contains(HOST), "{err}");
+    assert!(err.contains("other.example") && err.contains(LAB_HOST), "{err}");
     assert!(r.message.contains("other.example"), "{}", r.message);
 }
 
 #[tokio::test]
 async fn wildcard_tls_domain_accepts_subdomain_cert() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.good,
         Some(lab.ca.cert_pem()),
@@ -374,13 +332,13 @@ async fn wildcard_tls_domain_accepts_subdomain_cert() {
         Some("*.lab.test"),
     )
     .await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     assert!(only_attempt(&r).certificate_problems.is_empty());
 }
 
 #[tokio::test]
 async fn wildcard_tls_domain_rejects_other_domain_cert() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.wrong_name,
         Some(lab.ca.cert_pem()),
@@ -394,15 +352,15 @@ async fn wildcard_tls_domain_rejects_other_domain_cert() {
 
 #[tokio::test]
 async fn wildcard_cert_covers_tls_domain() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.wildcard,
         Some(lab.ca.cert_pem()),
         TlsSettings::DomainValidation,
-        Some(HOST),
+        Some(LAB_HOST),
     )
     .await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     let a = only_attempt(&r);
     assert!(a.certificate_problems.is_empty(), "{a:?}");
     assert_eq!(a.certificates[0].subject_alt_names, ["DNS:*.lab.test"]);
@@ -411,7 +369,7 @@ async fn wildcard_cert_covers_tls_domain() {
 #[tokio::test]
 async fn wildcard_cert_does_not_cover_two_labels_down() {
     // `*.lab.test` covers one label only (RFC 6125).
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.wildcard,
         Some(lab.ca.cert_pem()),
@@ -429,16 +387,16 @@ async fn wildcard_cert_does_not_cover_two_labels_down() {
 /// A connector for `mail.lab.test:<port>` with these recipient domains and no TLS domain.
 fn recipient_spec(port: u16, recipients: &[&str]) -> ProbeSpec {
     let mut s = named_spec(port, TlsSettings::DomainValidation, None);
-    s.recipient_domains = recipients.iter().map(|d| common::pattern(d)).collect();
+    s.recipient_domains = recipients.iter().map(|d| probe::pattern(d)).collect();
     s
 }
 
 #[tokio::test]
 async fn no_tls_domain_expects_recipient_domain_pass() {
     let ca = TestCa::new("Mailflow Lab Test CA").unwrap();
-    let ck = ca.leaf_valid(&[HOST, "contoso.test"]).unwrap();
+    let ck = ca.leaf_valid(&[LAB_HOST, "contoso.test"]).unwrap();
     let r = probe_named_spec(&ck, Some(ca.cert_pem()), |port| recipient_spec(port, &["contoso.test"])).await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     assert!(only_attempt(&r).certificate_problems.is_empty());
 }
 
@@ -446,7 +404,7 @@ async fn no_tls_domain_expects_recipient_domain_pass() {
 async fn no_tls_domain_expects_recipient_domain_not_host_name() {
     // The certificate matches the smart host's name, but the expected name is the recipient
     // domain when no TLS domain is set.
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named_spec(&lab.good, Some(lab.ca.cert_pem()), |port| {
         recipient_spec(port, &["contoso.test"])
     })
@@ -464,25 +422,25 @@ async fn no_tls_domain_any_recipient_domain_matches() {
         recipient_spec(port, &["contoso.test", "fabrikam.test"])
     })
     .await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
 }
 
 #[tokio::test]
 async fn no_tls_domain_and_no_recipient_domain_falls_back_to_host_name() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     // `*` (all domains) names nothing to match; nor does an empty list.
     for recipients in [&[][..], &["*"][..]] {
         let r = probe_named_spec(&lab.good, Some(lab.ca.cert_pem()), |port| {
             recipient_spec(port, recipients)
         })
         .await;
-        common::assert_delivered(&r);
+        probe::assert_delivered(&r);
         let r = probe_named_spec(&lab.wrong_name, Some(lab.ca.cert_pem()), |port| {
             recipient_spec(port, recipients)
         })
         .await;
         let a = assert_cert_failure(&r, Reason::CertNameMismatch, &lab.wrong_name);
-        assert!(a.error.as_deref().unwrap().contains(HOST), "{:?}", a.error);
+        assert!(a.error.as_deref().unwrap().contains(LAB_HOST), "{:?}", a.error);
     }
 }
 
@@ -492,25 +450,25 @@ async fn no_tls_domain_and_no_recipient_domain_falls_back_to_host_name() {
 
 #[tokio::test]
 async fn encryption_only_accepts_expired_cert_with_warning() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(&lab.expired, Some(lab.ca.cert_pem()), TlsSettings::EncryptionOnly, None).await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     let a = only_attempt(&r);
     assert!(a.tls.is_some() && !a.plaintext, "{a:?}");
     assert_eq!(a.certificate_problems, [Reason::CertExpired]);
     assert_eq!(a.certificates[0].not_after_unix, not_after_of(&lab.expired.chain[0]));
     let w: Vec<_> = r.warnings.iter().filter(|w| w.contains("cert_expired")).collect();
     assert_eq!(w.len(), 1, "{:?}", r.warnings);
-    assert!(w[0].contains("encryption-only") && w[0].contains(HOST), "{}", w[0]);
+    assert!(w[0].contains("encryption-only") && w[0].contains(LAB_HOST), "{}", w[0]);
     // No validation, so no remark about trusting extra CAs.
     assert!(!r.warnings.iter().any(|w| w.contains("extra CA")), "{:?}", r.warnings);
 }
 
 #[tokio::test]
 async fn encryption_only_accepts_self_signed_cert_with_warning() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(&lab.self_signed, None, TlsSettings::EncryptionOnly, None).await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     let a = only_attempt(&r);
     assert!(a.tls.is_some() && !a.plaintext, "{a:?}");
     assert_eq!(a.certificate_problems, [Reason::CertUntrusted]);
@@ -526,15 +484,15 @@ async fn encryption_only_accepts_self_signed_cert_with_warning() {
 
 #[tokio::test]
 async fn encryption_only_does_not_check_names() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(
         &lab.wrong_name,
         Some(lab.ca.cert_pem()),
         TlsSettings::EncryptionOnly,
-        Some(HOST),
+        Some(LAB_HOST),
     )
     .await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     assert!(only_attempt(&r).certificate_problems.is_empty());
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
@@ -545,7 +503,7 @@ async fn encryption_only_does_not_check_names() {
 
 #[tokio::test]
 async fn sha1_leaf_fails_cert_sha1() {
-    let (ca_pem, ck) = pki::sha1_leaf(&[HOST]).expect("openssl makes a SHA-1 leaf");
+    let (ca_pem, ck) = sha1_leaf(&[LAB_HOST]).expect("openssl makes a SHA-1 leaf");
     let r = probe_named(&ck, Some(ca_pem), TlsSettings::CertificateValidation, None).await;
     let a = assert_cert_failure(&r, Reason::CertSha1, &ck);
     assert_eq!(a.certificates[0].signature_algorithm, "sha1WithRSAEncryption");
@@ -557,14 +515,89 @@ async fn sha1_leaf_fails_cert_sha1() {
     );
 }
 
+/// The SHA-1 fixture is what it claims (webpki itself refuses it), so the probe test above
+/// cannot pass for another reason.
+#[test]
+fn sha1_leaf_is_sha1() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::oid_registry::OID_PKCS1_SHA1WITHRSA;
+
+    fn parse(der: &[u8]) -> x509_parser::certificate::X509Certificate<'_> {
+        let (rest, cert) = x509_parser::parse_x509_certificate(der).expect("parses");
+        assert!(rest.is_empty());
+        cert
+    }
+    let (ca_pem, ck) = sha1_leaf(&[LAB_HOST, "127.0.0.1"]).expect("openssl sha1 leaf");
+    let leaf = parse(&ck.chain[0]);
+    assert_eq!(leaf.signature_algorithm.algorithm, OID_PKCS1_SHA1WITHRSA);
+    let cn = leaf.subject().iter_common_name().next().expect("has CN").as_str();
+    assert_eq!(cn.expect("CN is a string"), LAB_HOST);
+    let sans: Vec<String> = leaf
+        .subject_alternative_name()
+        .expect("SAN ok")
+        .expect("has SAN")
+        .value
+        .general_names
+        .iter()
+        .map(|gn| match gn {
+            GeneralName::DNSName(d) => format!("DNS:{d}"),
+            GeneralName::IPAddress(b) => match <[u8; 4]>::try_from(*b) {
+                Ok(v4) => format!("IP:{}", IpAddr::from(v4)),
+                Err(_) => format!("IP:{b:?}"),
+            },
+            other => format!("other:{other:?}"),
+        })
+        .collect();
+    assert_eq!(sans, [format!("DNS:{LAB_HOST}"), "IP:127.0.0.1".to_owned()]);
+    let ca_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("ca pem");
+    let ca = parse(&ca_der);
+    assert!(ca.is_ca());
+    assert_eq!(leaf.issuer().as_raw(), ca.subject().as_raw());
+    assert!(leaf.validity().is_valid());
+    // webpki does not accept SHA-1 signatures, which is exactly the fault to detect.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_der.clone()).expect("add root");
+    let ee = rustls::server::ParsedCertificate::try_from(&ck.chain[0]).expect("leaf parses for rustls");
+    let res = rustls::client::verify_server_cert_signed_by_trust_anchor(
+        &ee,
+        &roots,
+        &ck.chain[1..],
+        UnixTime::now(),
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .all,
+    );
+    assert!(
+        matches!(
+            res,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+            ))
+        ),
+        "{res:?}"
+    );
+    ck.server_config().expect("RSA key usable by rustls");
+    assert!(matches!(sha1_leaf(&[]), Err(Sha1Error::NoNames)));
+    assert!(matches!(sha1_leaf(&["a b"]), Err(Sha1Error::InvalidName(_))));
+    assert!(matches!(sha1_leaf(&["a/CN=x"]), Err(Sha1Error::InvalidName(_))));
+}
+
 #[tokio::test]
 async fn intermediate_chain_delivers_and_is_recorded() {
     let root = TestCa::new("Mailflow Lab Root").unwrap();
     let inter = root.intermediate("Mailflow Lab Intermediate").unwrap();
-    let ck = inter.leaf_valid(&[HOST]).unwrap();
+    let ck = inter.leaf_valid(&[LAB_HOST]).unwrap();
     assert_eq!(ck.chain.len(), 2);
-    let r = probe_named(&ck, Some(root.cert_pem()), TlsSettings::DomainValidation, Some(HOST)).await;
-    common::assert_delivered(&r);
+    let r = probe_named(
+        &ck,
+        Some(root.cert_pem()),
+        TlsSettings::DomainValidation,
+        Some(LAB_HOST),
+    )
+    .await;
+    probe::assert_delivered(&r);
     let a = only_attempt(&r);
     let dump = serde_json::to_string_pretty(a).unwrap();
     assert!(a.certificate_problems.is_empty(), "{dump}");
@@ -588,20 +621,20 @@ async fn intermediate_chain_delivers_and_is_recorded() {
 /// Options for IP-literal smart hosts: nothing is resolved, so the DNS server (an unused
 /// loopback port) is never asked.
 fn ip_opts() -> ProberOptions {
-    common::opts(Some("127.0.0.1:9".parse().unwrap()), None)
+    probe::opts(Some("127.0.0.1:9".parse().unwrap()), None)
 }
 
 /// Probes a lab server with this behaviour by IP literal.
 async fn probe_behavior_ip(b: Behavior, tls: TlsSettings) -> ProbeReport {
     let server = FaultServer::start(b).await.expect("lab SMTP server starts");
-    let spec = common::spec(vec![common::at(server.addr())], tls);
-    common::probe(ip_opts(), &spec).await
+    let spec = probe::spec(vec![probe::at(server.addr())], tls);
+    probe::probe(ip_opts(), &spec).await
 }
 
 #[tokio::test]
 async fn tls_alert_handshake_failure_is_4_4_317() {
     let r = probe_behavior_ip(Behavior::TlsAlert(40), TlsSettings::EncryptionOnly).await;
-    common::assert_fails(&r, Code::CannotConnect, Reason::TlsHandshakeFailed, Phase::TlsHandshake);
+    probe::assert_fails(&r, Code::CannotConnect, Reason::TlsHandshakeFailed, Phase::TlsHandshake);
     assert!(
         r.message.starts_with("450 4.4.317 Cannot connect to remote server"),
         "{}",
@@ -619,7 +652,7 @@ async fn tls_alert_handshake_failure_is_4_4_317() {
 #[tokio::test]
 async fn tls_alert_protocol_version_is_4_4_317() {
     let r = probe_behavior_ip(Behavior::TlsAlert(70), TlsSettings::EncryptionOnly).await;
-    common::assert_fails(&r, Code::CannotConnect, Reason::TlsHandshakeFailed, Phase::TlsHandshake);
+    probe::assert_fails(&r, Code::CannotConnect, Reason::TlsHandshakeFailed, Phase::TlsHandshake);
     let a = only_attempt(&r);
     assert!(a.error.as_deref().unwrap().contains("ProtocolVersion"), "{:?}", a.error);
 }
@@ -628,13 +661,13 @@ async fn tls_alert_protocol_version_is_4_4_317() {
 async fn tls_alert_under_certificate_validation_is_still_4_4_317() {
     // No certificate was seen, so there is nothing to blame on it.
     let r = probe_behavior_ip(Behavior::TlsAlert(40), TlsSettings::CertificateValidation).await;
-    common::assert_fails(&r, Code::CannotConnect, Reason::TlsHandshakeFailed, Phase::TlsHandshake);
+    probe::assert_fails(&r, Code::CannotConnect, Reason::TlsHandshakeFailed, Phase::TlsHandshake);
 }
 
 #[tokio::test]
 async fn close_after_starttls_is_4_4_318_closed() {
     let r = probe_behavior_ip(Behavior::CloseAfterStarttls, TlsSettings::EncryptionOnly).await;
-    common::assert_fails(&r, Code::ConnectionClosedAbruptly, Reason::Closed, Phase::TlsHandshake);
+    probe::assert_fails(&r, Code::ConnectionClosedAbruptly, Reason::Closed, Phase::TlsHandshake);
     assert!(r.message.starts_with("450 4.4.318"), "{}", r.message);
 }
 
@@ -644,9 +677,9 @@ async fn close_after_starttls_is_4_4_318_closed() {
 
 #[tokio::test]
 async fn none_uses_starttls_without_validation() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let r = probe_named(&lab.self_signed, None, TlsSettings::None, None).await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     let a = only_attempt(&r);
     let dump = serde_json::to_string_pretty(&r).unwrap();
     assert!(!a.plaintext, "{dump}");
@@ -667,12 +700,10 @@ async fn none_uses_starttls_without_validation() {
 #[tokio::test]
 async fn none_without_starttls_delivers_in_plaintext_with_warning() {
     let dns = lab_dns().await;
-    let server = FaultServer::start(Behavior::Smtp(SmtpOptions::default()))
-        .await
-        .unwrap();
+    let server = smtp::plain().await;
     let spec = named_spec(server.addr().port(), TlsSettings::None, None);
-    let r = common::probe(common::opts(Some(dns.addr()), None), &spec).await;
-    common::assert_delivered(&r);
+    let r = probe::probe(probe::opts(Some(dns.addr()), None), &spec).await;
+    probe::assert_delivered(&r);
     let a = only_attempt(&r);
     let dump = serde_json::to_string_pretty(&r).unwrap();
     assert!(a.plaintext, "{dump}");
@@ -688,12 +719,10 @@ async fn none_without_starttls_delivers_in_plaintext_with_warning() {
 
 #[tokio::test]
 async fn encryption_only_without_starttls_fails() {
-    let server = FaultServer::start(Behavior::Smtp(SmtpOptions::default()))
-        .await
-        .unwrap();
-    let spec = common::spec(vec![common::at(server.addr())], TlsSettings::EncryptionOnly);
-    let r = common::probe(ip_opts(), &spec).await;
-    common::assert_fails(&r, Code::CannotConnect, Reason::StarttlsNotOffered, Phase::Ehlo);
+    let server = smtp::plain().await;
+    let spec = probe::spec(vec![probe::at(server.addr())], TlsSettings::EncryptionOnly);
+    let r = probe::probe(ip_opts(), &spec).await;
+    probe::assert_fails(&r, Code::CannotConnect, Reason::StarttlsNotOffered, Phase::Ehlo);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -702,18 +731,18 @@ async fn encryption_only_without_starttls_fails() {
 
 async fn probe_at_time(ck: &CertKey, ca_pem: String, days_ahead: i64, tls: TlsSettings) -> ProbeReport {
     let dns = lab_dns().await;
-    let server = tls_server(ck).await;
-    let spec = named_spec(server.addr().port(), tls, Some(HOST));
+    let server = smtp::starttls(ck).await;
+    let spec = named_spec(server.addr().port(), tls, Some(LAB_HOST));
     let o = ProberOptions {
         time: Some(FixedTime::days_from_now(days_ahead)),
-        ..common::opts(Some(dns.addr()), Some(ca_pem))
+        ..probe::opts(Some(dns.addr()), Some(ca_pem))
     };
-    common::probe(o, &spec).await
+    probe::probe(o, &spec).await
 }
 
 #[tokio::test]
 async fn injected_clock_expires_a_valid_cert() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     // `good` is valid for 90 days; 200 days from now it has expired.
     let r = probe_at_time(&lab.good, lab.ca.cert_pem(), 200, TlsSettings::CertificateValidation).await;
     let a = assert_cert_failure(&r, Reason::CertExpired, &lab.good);
@@ -722,7 +751,7 @@ async fn injected_clock_expires_a_valid_cert() {
 
 #[tokio::test]
 async fn injected_clock_makes_a_future_cert_valid() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     // `not_yet_valid` runs from +30 to +400 days.
     let r = probe_at_time(
         &lab.not_yet_valid,
@@ -731,7 +760,7 @@ async fn injected_clock_makes_a_future_cert_valid() {
         TlsSettings::DomainValidation,
     )
     .await;
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     assert!(only_attempt(&r).certificate_problems.is_empty());
 }
 
@@ -742,7 +771,7 @@ async fn injected_clock_makes_a_future_cert_valid() {
 #[tokio::test]
 async fn starttls_injection_is_refused() {
     let r = probe_behavior_ip(Behavior::StarttlsInjection, TlsSettings::EncryptionOnly).await;
-    common::assert_fails(&r, Code::CannotConnect, Reason::ProtocolError, Phase::Starttls);
+    probe::assert_fails(&r, Code::CannotConnect, Reason::ProtocolError, Phase::Starttls);
     let a = only_attempt(&r);
     let dump = serde_json::to_string_pretty(a).unwrap();
     assert!(
@@ -762,7 +791,7 @@ async fn starttls_injection_is_refused() {
 #[tokio::test]
 async fn starttls_injection_is_refused_even_with_tls_none() {
     let r = probe_behavior_ip(Behavior::StarttlsInjection, TlsSettings::None).await;
-    common::assert_fails(&r, Code::CannotConnect, Reason::ProtocolError, Phase::Starttls);
+    probe::assert_fails(&r, Code::CannotConnect, Reason::ProtocolError, Phase::Starttls);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -802,51 +831,42 @@ fn recording_config(
     (Arc::new(config), recorder)
 }
 
-async fn server_with(config: Arc<rustls::ServerConfig>) -> FaultServer {
-    FaultServer::start(Behavior::Smtp(SmtpOptions {
-        tls: Some(config),
-        ..SmtpOptions::default()
-    }))
-    .await
-    .expect("lab SMTP server starts")
-}
-
 #[tokio::test]
 async fn smart_host_name_is_sent_as_sni_and_ip_literal_sends_none() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let (config, sni) = recording_config(&lab.good, &[&rustls::version::TLS13, &rustls::version::TLS12]);
     let dns = lab_dns().await;
-    let server = server_with(config).await;
+    let server = smtp::starttls_with(config).await;
 
-    let spec = named_spec(server.addr().port(), TlsSettings::DomainValidation, Some(HOST));
-    let r = common::probe(common::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
-    common::assert_delivered(&r);
-    assert_eq!(*sni.seen.lock().unwrap(), [Some(HOST.to_string())]);
+    let spec = named_spec(server.addr().port(), TlsSettings::DomainValidation, Some(LAB_HOST));
+    let r = probe::probe(probe::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
+    probe::assert_delivered(&r);
+    assert_eq!(*sni.seen.lock().unwrap(), [Some(LAB_HOST.to_string())]);
 
     // By address there is no name to send (and none to check under encryption-only).
-    let spec = common::spec(vec![common::at(server.addr())], TlsSettings::EncryptionOnly);
-    let r = common::probe(ip_opts(), &spec).await;
-    common::assert_delivered(&r);
+    let spec = probe::spec(vec![probe::at(server.addr())], TlsSettings::EncryptionOnly);
+    let r = probe::probe(ip_opts(), &spec).await;
+    probe::assert_delivered(&r);
     assert_eq!(only_attempt(&r).host, "127.0.0.1");
-    assert_eq!(*sni.seen.lock().unwrap(), [Some(HOST.to_string()), None]);
+    assert_eq!(*sni.seen.lock().unwrap(), [Some(LAB_HOST.to_string()), None]);
 }
 
 #[tokio::test]
 async fn ip_literal_under_domain_validation_checks_the_tls_domain() {
     // No SNI, but the certificate is still held against the TLS domain.
-    let lab = LabPki::new(HOST).unwrap();
-    let server = tls_server(&lab.good).await;
-    let mut spec = common::spec(vec![common::at(server.addr())], TlsSettings::DomainValidation);
-    spec.tls_domain = Some(common::pattern(HOST));
-    let r = common::probe(
-        common::opts(Some("127.0.0.1:9".parse().unwrap()), Some(lab.ca.cert_pem())),
+    let lab = LabPki::new(LAB_HOST).unwrap();
+    let server = smtp::starttls(&lab.good).await;
+    let mut spec = probe::spec(vec![probe::at(server.addr())], TlsSettings::DomainValidation);
+    spec.tls_domain = Some(probe::pattern(LAB_HOST));
+    let r = probe::probe(
+        probe::opts(Some("127.0.0.1:9".parse().unwrap()), Some(lab.ca.cert_pem())),
         &spec,
     )
     .await;
-    common::assert_delivered(&r);
-    spec.tls_domain = Some(common::pattern("other.lab.test"));
-    let r = common::probe(
-        common::opts(Some("127.0.0.1:9".parse().unwrap()), Some(lab.ca.cert_pem())),
+    probe::assert_delivered(&r);
+    spec.tls_domain = Some(probe::pattern("other.lab.test"));
+    let r = probe::probe(
+        probe::opts(Some("127.0.0.1:9".parse().unwrap()), Some(lab.ca.cert_pem())),
         &spec,
     )
     .await;
@@ -855,13 +875,13 @@ async fn ip_literal_under_domain_validation_checks_the_tls_domain() {
 
 #[tokio::test]
 async fn tls12_only_server_is_accepted_and_reported() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let (config, _) = recording_config(&lab.good, &[&rustls::version::TLS12]);
     let dns = lab_dns().await;
-    let server = server_with(config).await;
-    let spec = named_spec(server.addr().port(), TlsSettings::DomainValidation, Some(HOST));
-    let r = common::probe(common::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
-    common::assert_delivered(&r);
+    let server = smtp::starttls_with(config).await;
+    let spec = named_spec(server.addr().port(), TlsSettings::DomainValidation, Some(LAB_HOST));
+    let r = probe::probe(probe::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
+    probe::assert_delivered(&r);
     let tls = only_attempt(&r).tls.clone().expect("TLS info");
     assert_eq!(tls.version, "TLSv1.2");
     assert!(tls.cipher.starts_with("TLS_ECDHE_ECDSA_WITH_"), "{}", tls.cipher);
@@ -869,12 +889,12 @@ async fn tls12_only_server_is_accepted_and_reported() {
 
 #[tokio::test]
 async fn tls12_only_server_with_expired_cert_fails_the_same_way() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let (config, _) = recording_config(&lab.expired, &[&rustls::version::TLS12]);
     let dns = lab_dns().await;
-    let server = server_with(config).await;
+    let server = smtp::starttls_with(config).await;
     let spec = named_spec(server.addr().port(), TlsSettings::CertificateValidation, None);
-    let r = common::probe(common::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
+    let r = probe::probe(probe::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
     assert_cert_failure(&r, Reason::CertExpired, &lab.expired);
 }
 
@@ -914,10 +934,10 @@ async fn silent_after_starttls() -> std::net::SocketAddr {
 #[tokio::test]
 async fn handshake_without_answer_times_out() {
     let addr = silent_after_starttls().await;
-    let mut spec = common::spec(vec![common::at(addr)], TlsSettings::EncryptionOnly);
+    let mut spec = probe::spec(vec![probe::at(addr)], TlsSettings::EncryptionOnly);
     spec.timeout = Duration::from_secs(1);
-    let r = common::probe(ip_opts(), &spec).await;
-    common::assert_fails(
+    let r = probe::probe(ip_opts(), &spec).await;
+    probe::assert_fails(
         &r,
         Code::ConnectionClosedAbruptly,
         Reason::ReadTimeout,
@@ -930,14 +950,11 @@ async fn handshake_without_answer_times_out() {
 /// Two servers on the same port of 127.0.0.1 and 127.0.0.2 (the port is retried if taken).
 async fn server_pair(first: &CertKey, second: &CertKey) -> (FaultServer, FaultServer) {
     for _ in 0..20 {
-        let a = tls_server(first).await;
+        let a = smtp::starttls(first).await;
         let other = std::net::SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), a.addr().port()));
         let b = FaultServer::start_on(
             other,
-            Behavior::Smtp(SmtpOptions {
-                tls: Some(second.server_config().unwrap()),
-                ..SmtpOptions::default()
-            }),
+            Behavior::Smtp(smtp::starttls_options(second.server_config().unwrap())),
         )
         .await;
         if let Ok(b) = b {
@@ -947,32 +964,22 @@ async fn server_pair(first: &CertKey, second: &CertKey) -> (FaultServer, FaultSe
     panic!("no port free on both 127.0.0.1 and 127.0.0.2");
 }
 
-/// `HOST` with two addresses.
+/// `LAB_HOST` with two addresses.
 async fn two_address_dns() -> FakeDns {
-    let mut zone = Zone::new();
-    zone.set(
-        HOST,
-        Qtype::A,
-        Answer::Records(vec![
-            Record::A(Ipv4Addr::LOCALHOST),
-            Record::A(Ipv4Addr::new(127, 0, 0, 2)),
-        ]),
-    )
-    .set(HOST, Qtype::Mx, Answer::NoData);
-    FakeDns::start(zone).await.expect("fake DNS starts")
+    serve(host_zone(LAB_HOST, &[Ipv4Addr::LOCALHOST, Ipv4Addr::new(127, 0, 0, 2)])).await
 }
 
 #[tokio::test]
 async fn each_address_gets_its_own_certificate_verdict() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let dns = two_address_dns().await;
     let (bad, good) = server_pair(&lab.expired, &lab.good).await;
-    let spec = named_spec(bad.addr().port(), TlsSettings::DomainValidation, Some(HOST));
-    let r = common::probe(common::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
+    let spec = named_spec(bad.addr().port(), TlsSettings::DomainValidation, Some(LAB_HOST));
+    let r = probe::probe(probe::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
     let dump = serde_json::to_string_pretty(&r).unwrap();
 
     // The route delivers through the second address: the connector is fine.
-    common::assert_delivered(&r);
+    probe::assert_delivered(&r);
     assert_eq!(r.attempts.len(), 2, "{dump}");
     let (first, second) = (&r.attempts[0], &r.attempts[1]);
     assert_eq!(first.ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), "{dump}");
@@ -991,11 +998,11 @@ async fn each_address_gets_its_own_certificate_verdict() {
 
 #[tokio::test]
 async fn all_addresses_failing_reports_the_last_one() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let dns = two_address_dns().await;
     let (first, _second) = server_pair(&lab.expired, &lab.self_signed).await;
     let spec = named_spec(first.addr().port(), TlsSettings::CertificateValidation, None);
-    let r = common::probe(common::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
+    let r = probe::probe(probe::opts(Some(dns.addr()), Some(lab.ca.cert_pem())), &spec).await;
     assert_eq!(r.attempts.len(), 2);
     assert_eq!(r.attempts[0].reason, Some(Reason::CertExpired));
     let a = assert_cert_failure_last(&r);
@@ -1006,7 +1013,7 @@ async fn all_addresses_failing_reports_the_last_one() {
 
 #[track_caller]
 fn assert_cert_failure_last(r: &ProbeReport) -> &Attempt {
-    common::assert_fails(
+    probe::assert_fails(
         r,
         Code::CertificateValidationFailed,
         Reason::CertUntrusted,
@@ -1019,32 +1026,30 @@ fn assert_cert_failure_last(r: &ProbeReport) -> &Attempt {
 
 /// A zone where `contoso.test` and `fabrikam.test` both use `mail.lab.test` as MX.
 async fn shared_mx_dns() -> FakeDns {
-    let mut zone = Zone::new();
-    zone.set(HOST, Qtype::A, Answer::Records(vec![Record::A(Ipv4Addr::LOCALHOST)]))
-        .set(HOST, Qtype::Mx, Answer::NoData);
+    let mut zone = lab_zone();
     for d in ["contoso.test", "fabrikam.test"] {
-        zone.set(d, Qtype::Mx, Answer::Records(vec![Record::Mx(10, HOST.into())]));
+        zone.set(d, Qtype::Mx, Answer::Records(vec![Record::Mx(10, LAB_HOST.into())]));
     }
-    FakeDns::start(zone).await.expect("fake DNS starts")
+    serve(zone).await
 }
 
 #[tokio::test]
 async fn mx_routing_without_tls_domain_expects_the_recipient_domain() {
-    let lab = LabPki::new(HOST).unwrap();
+    let lab = LabPki::new(LAB_HOST).unwrap();
     let dns = shared_mx_dns().await;
-    let server = tls_server(&lab.good).await;
-    let o = || common::opts(Some(dns.addr()), Some(lab.ca.cert_pem()));
+    let server = smtp::starttls(&lab.good).await;
+    let o = || probe::opts(Some(dns.addr()), Some(lab.ca.cert_pem()));
 
     // The MX host's certificate does not name the recipient domain.
-    let spec = common::mx_spec(&["contoso.test"], server.addr().port(), TlsSettings::DomainValidation);
-    let r = common::probe(o(), &spec).await;
+    let spec = probe::mx_spec(&["contoso.test"], server.addr().port(), TlsSettings::DomainValidation);
+    let r = probe::probe(o(), &spec).await;
     let a = assert_cert_failure(&r, Reason::CertNameMismatch, &lab.good);
-    assert_eq!((a.target.as_str(), a.host.as_str()), ("contoso.test", HOST));
+    assert_eq!((a.target.as_str(), a.host.as_str()), ("contoso.test", LAB_HOST));
 
     // With the TLS domain set to the MX host, it passes.
     let mut spec = spec;
-    spec.tls_domain = Some(common::pattern(HOST));
-    common::assert_delivered(&common::probe(o(), &spec).await);
+    spec.tls_domain = Some(probe::pattern(LAB_HOST));
+    probe::assert_delivered(&probe::probe(o(), &spec).await);
 }
 
 /// Each MX route is what one recipient domain sees, so its certificate must be judged against
@@ -1055,19 +1060,19 @@ async fn mx_route_is_judged_against_its_own_domain() {
     let ca = TestCa::new("Mailflow Lab Test CA").unwrap();
     let ck = ca.leaf_valid(&["fabrikam.test"]).unwrap();
     let dns = shared_mx_dns().await;
-    let server = tls_server(&ck).await;
-    let o = || common::opts(Some(dns.addr()), Some(ca.cert_pem()));
+    let server = smtp::starttls(&ck).await;
+    let o = || probe::opts(Some(dns.addr()), Some(ca.cert_pem()));
 
-    let alone = common::mx_spec(&["contoso.test"], server.addr().port(), TlsSettings::DomainValidation);
-    let r = common::probe(o(), &alone).await;
+    let alone = probe::mx_spec(&["contoso.test"], server.addr().port(), TlsSettings::DomainValidation);
+    let r = probe::probe(o(), &alone).await;
     assert_cert_failure(&r, Reason::CertNameMismatch, &ck);
 
-    let both = common::mx_spec(
+    let both = probe::mx_spec(
         &["contoso.test", "fabrikam.test"],
         server.addr().port(),
         TlsSettings::DomainValidation,
     );
-    let r = common::probe(o(), &both).await;
+    let r = probe::probe(o(), &both).await;
     let dump = serde_json::to_string_pretty(&r).unwrap();
     let contoso = r
         .attempts
