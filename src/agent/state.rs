@@ -199,7 +199,12 @@ impl ConnectorState {
             self.hosts.retain(|_, h| h.last_seen >= cutoff);
             while self.hosts.len() > MAX_HOSTS {
                 // Equal ages at the cut: drop by name, deterministically.
-                let Some(k) = self.hosts.iter().filter(|(_, h)| h.last_seen == cutoff).map(|(k, _)| k.clone()).next_back()
+                let Some(k) = self
+                    .hosts
+                    .iter()
+                    .filter(|(_, h)| h.last_seen == cutoff)
+                    .map(|(k, _)| k.clone())
+                    .next_back()
                 else {
                     break;
                 };
@@ -350,13 +355,20 @@ mod tests {
         // An MX answer that changes names every probe.
         for i in 0..5000 {
             st.record(report(vec![failed_attempt(&format!("mx{i}.a.test"))]), t(i));
-            assert!(st.hosts.len() <= HOST_STALE_PROBES as usize, "probe {i}: {}", st.hosts.len());
+            assert!(
+                st.hosts.len() <= HOST_STALE_PROBES as usize,
+                "probe {i}: {}",
+                st.hosts.len()
+            );
         }
         assert!(st.hosts.contains_key("mx4999.a.test"));
         // A stable host stays however many others come and go.
         for i in 0..10 {
             st.record(
-                report(vec![failed_attempt("stable.a.test"), failed_attempt(&format!("x{i}.a.test"))]),
+                report(vec![
+                    failed_attempt("stable.a.test"),
+                    failed_attempt(&format!("x{i}.a.test")),
+                ]),
                 t(6000 + i),
             );
         }

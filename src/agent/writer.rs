@@ -124,7 +124,11 @@ mod tests {
         }
         assert!(w.flush(Duration::from_secs(10)));
         let back = store.load(SystemTime::now()).expect("load");
-        assert_eq!(back.streaks.keys().collect::<Vec<_>>(), ["c49"], "the last submitted wins");
+        assert_eq!(
+            back.streaks.keys().collect::<Vec<_>>(),
+            ["c49"],
+            "the last submitted wins"
+        );
         assert_eq!(w.failures(), 0);
         drop(w);
         drop(store);

@@ -508,7 +508,10 @@ fn field_at(text: &str, line: u64, column: u64) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     let idx = usize::try_from(line).ok()?.checked_sub(1)?;
     let here = *lines.get(idx)?;
-    let upto: String = here.chars().take(usize::try_from(column).ok()?.saturating_sub(1)).collect();
+    let upto: String = here
+        .chars()
+        .take(usize::try_from(column).ok()?.saturating_sub(1))
+        .collect();
     let keys = keys_in(&upto);
     let mut path: Vec<String> = match (keys.first(), keys.last()) {
         (Some(first), Some(last)) if first != last && upto.contains('{') => vec![first.clone(), last.clone()],
@@ -719,11 +722,12 @@ connectors:
         assert_eq!(e.field, "defaults.interval", "{e}");
         let e = expect_err(&format!("defaults: {{ interval: 25h }}\n{one}"));
         assert_eq!(e.field, "defaults.interval", "{e}");
-        let e = expect_err("connectors:\n  - name: a\n    recipient_domains: [a.test]\n    interval: 2s\n    timeout: 3s\n");
-        assert_eq!((e.field.as_str(), e.line), ("connectors[0].timeout", 5), "{e}");
         let e = expect_err(
-            "defaults: { probe_deadline: 2m }\nconnectors:\n  - name: a\n    recipient_domains: [a.test]\n",
+            "connectors:\n  - name: a\n    recipient_domains: [a.test]\n    interval: 2s\n    timeout: 3s\n",
         );
+        assert_eq!((e.field.as_str(), e.line), ("connectors[0].timeout", 5), "{e}");
+        let e =
+            expect_err("defaults: { probe_deadline: 2m }\nconnectors:\n  - name: a\n    recipient_domains: [a.test]\n");
         assert_eq!(e.field, "connectors[0].probe_deadline", "{e}");
         assert!(e.message.contains("interval"), "{e}");
     }
@@ -733,7 +737,10 @@ connectors:
         let c = parse("connectors:\n  - name: a\n    recipient_domains: [a.test]\n  - name: b\n    recipient_domains: [b.test]\n    interval: 1s\n    timeout: 1s\n  - name: c\n    recipient_domains: [c.test]\n    probe_deadline: 20s\n")
             .expect("config");
         let d: Vec<Duration> = c.connectors.iter().map(|c| c.probe.deadline).collect();
-        assert_eq!(d, [Duration::from_secs(30), Duration::from_secs(1), Duration::from_secs(20)]);
+        assert_eq!(
+            d,
+            [Duration::from_secs(30), Duration::from_secs(1), Duration::from_secs(20)]
+        );
     }
 
     #[test]

@@ -9,11 +9,11 @@ use super::tls::{RecordingVerifier, TlsSetupError};
 use super::{Phase, ProbeError, connect, escape, sanitize, tls};
 use crate::config::{Host, HostPort, ProbeSpec, Routing, TlsSettings};
 use crate::taxonomy::{Code, Reason};
+use futures_util::StreamExt;
+use futures_util::stream;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
 use rustls::time_provider::TimeProvider;
-use futures_util::StreamExt;
-use futures_util::stream;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -249,7 +249,14 @@ impl Prober {
     }
 
     /// MX (preference order) → addresses of each exchange; NODATA → the name's own addresses.
-    async fn resolve_name(&self, spec: &ProbeSpec, name: &str, target: &str, port: u16, deadline: Instant) -> Vec<Plan> {
+    async fn resolve_name(
+        &self,
+        spec: &ProbeSpec,
+        name: &str,
+        target: &str,
+        port: u16,
+        deadline: Instant,
+    ) -> Vec<Plan> {
         let dns_failed = |host: &str, pref, qtype, failure, dns_secs| Plan::DnsFailed {
             target: target.to_string(),
             host: host.to_string(),

@@ -338,8 +338,11 @@ impl Collector for Scrape {
                 None,
                 MetricType::Gauge,
             )?;
-            ConstGauge::new(p.reload.success_at.map(unix_secs).unwrap_or(0.0))
-                .encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
+            ConstGauge::new(p.reload.success_at.map(unix_secs).unwrap_or(0.0)).encode(m.encode_family(&Vec::<(
+                String,
+                String,
+            )>::new(
+            ))?)?;
             let mut m = enc.encode_descriptor(
                 "mailflow_queue_clock_load_successful",
                 "1 if the queue clock file could be read at start (a missing file counts as read).",

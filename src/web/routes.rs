@@ -93,8 +93,12 @@ pub(super) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<B
 }
 
 fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
-    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed; use {allow}\n"));
-    r.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
+    let mut r = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed; use {allow}\n"),
+    );
+    r.headers_mut()
+        .insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static(allow));
     r
 }
 
@@ -258,6 +262,9 @@ mod tests {
         assert_eq!(q[4].1, "%4");
         let many = (0..17).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join("&");
         assert!(parse_query(&many).is_none(), "the 17th pair is refused, not dropped");
-        assert_eq!(parse_query(&many[..many.rfind('&').unwrap_or(0)]).map(|q| q.len()), Some(16));
+        assert_eq!(
+            parse_query(&many[..many.rfind('&').unwrap_or(0)]).map(|q| q.len()),
+            Some(16)
+        );
     }
 }

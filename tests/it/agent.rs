@@ -460,7 +460,7 @@ async fn reload_adds_and_removes_connectors_and_keeps_running_on_a_broken_file()
     let b = conn_at("Bravo", server.addr());
     let c = conn_at("Charlie", server.addr());
     let config = scratch.write("mailflow.yaml", &Cfg::new(vec![a.clone(), b.clone()]).yaml());
-    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &["--web.enable-lifecycle"]).await;
     let ok = |m: &Metrics| m.value("mailflow_config_last_reload_successful", &[]);
     let m = ex.wait_probed(&["Alpha", "Bravo"], 1.0).await;
     assert_eq!(ok(&m), 1.0);
@@ -568,7 +568,7 @@ async fn disabling_a_failing_connector_drops_its_alerting_series() {
     let quiet = conn_at("Quiet", refused);
     let other = conn_at("Other", server.addr());
     let config = scratch.write("mailflow.yaml", &Cfg::new(vec![quiet.clone(), other.clone()]).yaml());
-    let mut ex = Exporter::serve(&scratch, &config, &[]).await;
+    let mut ex = Exporter::serve(&scratch, &config, &["--web.enable-lifecycle"]).await;
     ex.wait_for("Quiet failing", |m| m.status("Quiet", "4.4.316") == Some(1.0))
         .await;
 
@@ -731,10 +731,17 @@ async fn health_endpoints_errors_and_status_page() {
     }
     let r = ex.get("/-/reload").await;
     assert_eq!(r.status, 405, "{r:?}");
+    let r = ex.post("/-/reload").await;
+    assert_eq!(r.status, 403, "reload over HTTP needs --web.enable-lifecycle: {r:?}");
+    assert!(r.body.contains("--web.enable-lifecycle"), "{r:?}");
     let r = ex.get("/no/such/page").await;
     assert_eq!(r.status, 404, "{r:?}");
     let r = ex.post("/metrics").await;
-    assert_ne!(r.status, 200, "{r:?}");
+    assert_eq!(r.status, 405, "{r:?}");
+    assert!(
+        r.headers.iter().any(|(k, v)| k == "allow" && v.contains("GET")),
+        "405 names the allowed methods: {r:?}"
+    );
 
     ex.wait_probed(&[hostile, "Healthy"], 1.0).await;
     let r = ex.get("/").await;
@@ -1014,6 +1021,7 @@ async fn labels_are_bounded() {
                     ["none", "encryption-only", "certificate-validation", "domain-validation"].contains(&v.as_str())
                 }
                 "enabled" | "test_mode" => v == "true" || v == "false",
+                "action" => ["skipped", "clamped"].contains(&v.as_str()),
                 "subject" | "issuer" | "serial" | "version" | "cipher" | "tls_domain" => true,
                 other => panic!("unexpected label {other}={v:?} on {}", s.name),
             };

@@ -37,6 +37,8 @@ pub fn spec(hosts: Vec<HostPort>, tls: TlsSettings) -> ProbeSpec {
         tls_domain: None,
         helo: host_name("probe.test"),
         timeout: Duration::from_secs(2),
+        // Far above any test's steps: tests of the deadline set their own.
+        deadline: Duration::from_secs(60),
     }
 }
 
@@ -51,6 +53,8 @@ pub fn mx_spec(domains: &[&str], port: u16, tls: TlsSettings) -> ProbeSpec {
         tls_domain: None,
         helo: host_name("probe.test"),
         timeout: Duration::from_secs(2),
+        // Far above any test's steps: tests of the deadline set their own.
+        deadline: Duration::from_secs(60),
     }
 }
 
