@@ -474,18 +474,31 @@ impl Agent {
 /// [`LOAD_TIMEOUT`]. While a read is stuck, later loads fail at once instead of piling up threads.
 async fn load_off_runtime(path: PathBuf, stuck: Arc<AtomicBool>) -> Result<(Config, Prober), LoadError> {
     let file = path.display().to_string();
+    let load = move || {
+        Config::load(&path)
+            .map_err(LoadError::from)
+            .and_then(|cfg| build_prober(&cfg).map(|p| (cfg, p)))
+    };
+    off_runtime(file, stuck, LOAD_TIMEOUT, load).await
+}
+
+/// Runs a blocking load on a blocking thread within `limit`; see [`load_off_runtime`].
+async fn off_runtime<T: Send + 'static>(
+    file: String,
+    stuck: Arc<AtomicBool>,
+    limit: Duration,
+    load: impl FnOnce() -> Result<T, LoadError> + Send + 'static,
+) -> Result<T, LoadError> {
     if stuck.swap(true, Ordering::SeqCst) {
         return Err(LoadError::Stuck { file });
     }
     let flag = stuck.clone();
     let job = tokio::task::spawn_blocking(move || {
-        let r = Config::load(&path)
-            .map_err(LoadError::from)
-            .and_then(|cfg| build_prober(&cfg).map(|p| (cfg, p)));
+        let r = load();
         flag.store(false, Ordering::SeqCst);
         r
     });
-    match tokio::time::timeout(LOAD_TIMEOUT, job).await {
+    match tokio::time::timeout(limit, job).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             stuck.store(false, Ordering::SeqCst);
@@ -494,10 +507,7 @@ async fn load_off_runtime(path: PathBuf, stuck: Arc<AtomicBool>) -> Result<(Conf
                 detail: e.to_string(),
             })
         }
-        Err(_) => Err(LoadError::Timeout {
-            file,
-            after: LOAD_TIMEOUT,
-        }),
+        Err(_) => Err(LoadError::Timeout { file, after: limit }),
     }
 }
 
@@ -558,6 +568,46 @@ connectors:
         assert_eq!(states["disable"].failing_since, None, "disabled: starts afresh");
         assert!(states["disable"].hosts.is_empty());
         assert_eq!(states["added"].failing_since, None);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_hangs_costs_one_load_not_the_runtime() {
+        let stuck = Arc::new(AtomicBool::new(false));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let hang = move || {
+            let _ = wait.recv_timeout(Duration::from_secs(30));
+            Ok(1)
+        };
+        let r = off_runtime("f.yaml".into(), stuck.clone(), Duration::from_millis(100), hang).await;
+        assert!(matches!(r, Err(LoadError::Timeout { .. })), "{r:?}");
+        // While that read is out, later loads give up at once instead of piling up threads.
+        let r = off_runtime("f.yaml".into(), stuck.clone(), Duration::from_secs(5), || Ok(2)).await;
+        assert!(matches!(r, Err(LoadError::Stuck { .. })), "{r:?}");
+        // The runtime kept working all along (this test runs on it); once the read returns,
+        // loads work again.
+        let _ = release.send(());
+        for _ in 0..200 {
+            if !stuck.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let r = off_runtime("f.yaml".into(), stuck, Duration::from_secs(5), || Ok(3)).await;
+        assert_eq!(r.ok(), Some(3));
+    }
+
+    #[test]
+    fn a_fifo_is_not_a_config_file() {
+        let dir = std::env::temp_dir().join(format!("mailflow-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let fifo = dir.join("config.yaml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.map(|s| s.success()).unwrap_or(false) {
+            // Returns at once: opening a FIFO for reading would block until a writer comes.
+            let e = Config::load(&fifo).expect_err("a FIFO is refused");
+            assert!(e.message.contains("not a regular file"), "{e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -120,7 +120,11 @@ fn spawn_signal_handlers(agent: Arc<Agent>) {
             return;
         };
         while hup.recv().await.is_some() {
-            let _ = a.reload().await;
+            // In a task of its own: whatever happens in one reload, the next SIGHUP is served.
+            let agent = a.clone();
+            if let Err(e) = tokio::spawn(async move { agent.reload().await }).await {
+                tracing::error!(error = %e, "config reload crashed; keeping the running config");
+            }
         }
     });
     tokio::spawn(async move {

@@ -2,6 +2,7 @@
 //! [`routes`], the `/metrics` collector in [`metrics`] and the status page in [`status`].
 //! Handlers stay tiny; the work is in the agent.
 
+pub mod conns;
 pub mod metrics;
 pub mod routes;
 pub mod status;
@@ -12,9 +13,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-const MAX_CONNECTIONS: usize = 256;
+/// A connection that has sent nothing by then is closed (scrapers send at once).
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Until a request's headers are complete, counted from when the server starts waiting for
+/// them: also how long an idle keep-alive connection stays open.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct HttpOptions {
     /// `/probe?target=…` probes arbitrary hosts; off by default because an open prober is a
@@ -42,15 +46,20 @@ pub enum ListenError {
 
 /// Serves until the agent's shutdown token fires, then drains connections (bounded wait).
 pub async fn serve(listener: TcpListener, agent: Arc<Agent>, opts: HttpOptions) {
+    serve_with(listener, agent, opts, conns::Limits::default()).await
+}
+
+/// [`serve`] with explicit connection limits.
+pub async fn serve_with(listener: TcpListener, agent: Arc<Agent>, opts: HttpOptions, limits: conns::Limits) {
     let ctx = Arc::new(routes::Ctx {
         agent: agent.clone(),
         opts,
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let registry = conns::Registry::new(limits);
     let token = agent.shutdown.clone();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = token.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -61,23 +70,42 @@ pub async fn serve(listener: TcpListener, agent: Arc<Agent>, opts: HttpOptions) 
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            drop(stream); // over the connection cap: shed load
+        let Some(admitted) = registry.admit(peer.ip()) else {
+            drop(stream); // no room without cutting a request short
             continue;
         };
+        let state = admitted.state.clone();
         let ctx = ctx.clone();
+        let svc_registry = registry.clone();
+        let svc_state = state.clone();
         let svc = hyper::service::service_fn(move |req| {
             let ctx = ctx.clone();
-            async move { Ok::<_, std::convert::Infallible>(routes::handle(&ctx, req).await) }
+            let busy = conns::Busy::new(svc_registry.clone(), svc_state.clone());
+            async move {
+                let resp = routes::handle(&ctx, req).await;
+                drop(busy);
+                Ok::<_, std::convert::Infallible>(resp)
+            }
         });
+        let io = conns::Watched::new(stream, state.clone());
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), svc);
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(TokioIo::new(io), svc);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
+            let silent = async {
+                tokio::time::sleep(FIRST_BYTE_TIMEOUT).await;
+                if state.spoke() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                _ = conn => {}
+                _ = state.evict.cancelled() => {}
+                _ = silent => {}
+            }
+            drop(admitted);
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
