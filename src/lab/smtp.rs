@@ -88,6 +88,15 @@ pub enum Behavior {
     /// server then really does TLS (self-signed certificate for `lab.test`) and continues like
     /// [`Behavior::Smtp`], so only the leftover distinguishes it from a good server.
     StarttlsInjection,
+    /// STARTTLS → `220 2.0.0 Ready`, then `bytes` unasked: in the same write when `split` is
+    /// false, 200 ms later when true. Then the connection is held until the client closes it.
+    /// A client must judge both timings the same way.
+    StarttlsEarly {
+        /// What follows the 220 (a TLS record, or plaintext).
+        bytes: Vec<u8>,
+        /// Sent in a write of its own after a pause.
+        split: bool,
+    },
     /// 220 banner, EHLO → `354 3.0.0 unexpected` (valid syntax, wrong code for EHLO).
     UnexpectedReply,
 }
@@ -308,6 +317,7 @@ enum StarttlsMode {
     Tls(Arc<ServerConfig>),
     Reject,
     Inject(Arc<ServerConfig>),
+    Early(Vec<u8>, bool),
     CloseAfterHello,
     Alert(u8),
 }
@@ -354,6 +364,7 @@ impl Mode {
             Behavior::StarttlsInjection => {
                 policy(EhloMode::Normal, StarttlsMode::Inject(self_signed_config("lab.test")?))
             }
+            Behavior::StarttlsEarly { bytes, split } => policy(EhloMode::Normal, StarttlsMode::Early(bytes, split)),
             Behavior::UnexpectedReply => policy(EhloMode::Unexpected, StarttlsMode::Unavailable),
         })
     }
@@ -705,6 +716,19 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
                     StarttlsMode::Inject(config) => {
                         conn.write(b"220 2.0.0 Ready\r\n250 injected\r\n").await?;
                         return Ok(End::StartTls(Arc::clone(config)));
+                    }
+                    StarttlsMode::Early(bytes, split) => {
+                        if *split {
+                            conn.write(b"220 2.0.0 Ready\r\n").await?;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            conn.write(bytes).await?;
+                        } else {
+                            let mut all = b"220 2.0.0 Ready\r\n".to_vec();
+                            all.extend_from_slice(bytes);
+                            conn.write(&all).await?;
+                        }
+                        hold(conn).await;
+                        return Ok(End::Close);
                     }
                     StarttlsMode::CloseAfterHello => {
                         conn.write(b"220 2.0.0 Ready\r\n").await?;
