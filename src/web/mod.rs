@@ -6,6 +6,7 @@ pub mod conns;
 pub mod metrics;
 pub mod routes;
 pub mod status;
+pub mod webconfig;
 
 use crate::agent::Agent;
 use hyper_util::rt::{TokioIo, TokioTimer};
