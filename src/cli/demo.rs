@@ -68,6 +68,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         // The demo listens on loopback by default; reloading its generated config is harmless.
         enable_lifecycle: true,
         probe_max_age: Duration::from_secs(5),
+        web_config_file: None,
     };
     let url = format!("http://{}/", args.listen.replace("0.0.0.0", "127.0.0.1"));
     eprintln!(

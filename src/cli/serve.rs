@@ -3,7 +3,7 @@
 use crate::agent::clock::SystemClock;
 use crate::agent::store::{Store, StoreError};
 use crate::agent::{Agent, AgentOptions, LoadError};
-use crate::web::{self, HttpOptions, ListenError};
+use crate::web::{self, HttpOptions, ListenError, WebFace};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Allow `/probe?target=HOST` for arbitrary hosts. Off by default: an open prober is a port scanner.
     #[arg(long = "web.enable-adhoc-probes")]
     pub enable_adhoc_probes: bool,
+    /// TLS, basic auth and response headers, in the Prometheus exporter-toolkit format.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
     /// Allow `POST /-/reload` (as Prometheus does); otherwise it answers 403. SIGHUP always works.
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
@@ -57,6 +60,8 @@ pub enum StartError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Listen(#[from] ListenError),
+    #[error("--web.config.file: {0}")]
+    WebConfig(#[from] crate::config::ConfigError),
 }
 
 pub async fn main(args: &ServeArgs) -> ExitCode {
@@ -76,6 +81,10 @@ pub async fn run(
     demo_note: Option<String>,
     max_initial_spread: Option<Duration>,
 ) -> Result<(), StartError> {
+    let web = match &args.web_config_file {
+        Some(p) => WebFace::load(p.clone()).await?,
+        None => WebFace::none(),
+    };
     let store = Store::open(&args.storage_path)?;
     let agent = Agent::new(AgentOptions {
         config_path: args.config_file.clone(),
@@ -95,7 +104,7 @@ pub async fn run(
         "mailflow-exporter listening"
     );
     agent.start();
-    spawn_signal_handlers(agent.clone());
+    spawn_signal_handlers(agent.clone(), web.clone());
     web::serve(
         listener,
         agent.clone(),
@@ -104,6 +113,7 @@ pub async fn run(
             enable_lifecycle: args.enable_lifecycle,
             probe_max_age: args.probe_max_age,
             demo_note,
+            web,
         },
     )
     .await;
@@ -112,7 +122,7 @@ pub async fn run(
     Ok(())
 }
 
-fn spawn_signal_handlers(agent: Arc<Agent>) {
+fn spawn_signal_handlers(agent: Arc<Agent>, web: Arc<WebFace>) {
     use tokio::signal::unix::{SignalKind, signal};
     let a = agent.clone();
     tokio::spawn(async move {
@@ -122,7 +132,12 @@ fn spawn_signal_handlers(agent: Arc<Agent>) {
         while hup.recv().await.is_some() {
             // In a task of its own: whatever happens in one reload, the next SIGHUP is served.
             let agent = a.clone();
-            if let Err(e) = tokio::spawn(async move { agent.reload().await }).await {
+            let web = web.clone();
+            let reload = async move {
+                let _ = web.reload().await;
+                agent.reload().await
+            };
+            if let Err(e) = tokio::spawn(reload).await {
                 tracing::error!(error = %e, "config reload crashed; keeping the running config");
             }
         }

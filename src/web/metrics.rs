@@ -103,6 +103,8 @@ pub struct Scrape {
     pub connectors: Vec<std::sync::Arc<ConnectorState>>,
     /// None for a `/probe` response, which carries only the probed connector's series.
     pub process: Option<SelfStatus>,
+    /// Whether the web config file last loaded (None: no file).
+    pub web_config_ok: Option<bool>,
 }
 
 /// Reads one per-connector gauge value from the state at `now`.
@@ -343,6 +345,15 @@ impl Collector for Scrape {
                 String,
             )>::new(
             ))?)?;
+            if let Some(ok) = self.web_config_ok {
+                let mut m = enc.encode_descriptor(
+                    "mailflow_web_config_last_reload_successful",
+                    "1 if the web config file (--web.config.file) last loaded; 0: the previous one is in force.",
+                    None,
+                    MetricType::Gauge,
+                )?;
+                ConstGauge::new(ok as i64).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
+            }
             let mut m = enc.encode_descriptor(
                 "mailflow_queue_clock_load_successful",
                 "1 if the queue clock file could be read at start (a missing file counts as read).",

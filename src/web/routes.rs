@@ -3,6 +3,7 @@
 
 use super::HttpOptions;
 use super::metrics::{Scrape, encode_openmetrics, to_prometheus_text};
+use super::webconfig::{AuthError, CHALLENGE};
 use crate::agent::{Agent, ConnectorState, OnDemandError};
 use crate::config::{Connector, DomainPattern, HostPort, ProbeSpec, Routing, TlsSettings};
 use crate::probe::Prober;
@@ -33,7 +34,36 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
     r
 }
 
+/// Every request: basic auth when configured, the route, then the configured headers.
 pub(super) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let web = ctx.opts.web.current();
+    let mut resp = match &web {
+        Some(w) => match w.authorize(req.headers().get(hyper::header::AUTHORIZATION)).await {
+            Ok(()) => route(ctx, req).await,
+            Err(AuthError::Internal(e)) => {
+                tracing::error!(error = %e, "basic auth check failed");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+            }
+            Err(_) => {
+                let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+                r.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static(CHALLENGE),
+                );
+                r
+            }
+        },
+        None => route(ctx, req).await,
+    };
+    if let Some(w) = &web {
+        for (k, v) in w.headers() {
+            resp.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    resp
+}
+
+async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let Some(query) = parse_query(req.uri().query().unwrap_or("")) else {
         return text(
@@ -53,6 +83,7 @@ pub(super) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<B
                 now: agent.clock.now(),
                 connectors: agent.snapshot(),
                 process: Some(agent.self_status()),
+                web_config_ok: ctx.opts.web.last_ok(),
             };
             metrics_response(scrape, openmetrics)
         }
@@ -66,6 +97,7 @@ pub(super) async fn handle(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<B
         (&Method::POST | &Method::PUT, "/-/reload") => {
             // The body is not used; read (bounded) and drop it.
             let _ = Limited::new(req.into_body(), MAX_BODY).collect().await;
+            let _ = ctx.opts.web.reload().await;
             match ctx.agent.reload().await {
                 Ok(()) => text(StatusCode::OK, "Reloaded.\n"),
                 Err(e) => text(
@@ -150,6 +182,7 @@ async fn probe(ctx: &Ctx, query: &[(String, String)], openmetrics: bool) -> Resp
                 now: ctx.agent.clock.now(),
                 connectors,
                 process: None,
+                web_config_ok: None,
             },
             openmetrics,
         );
@@ -234,6 +267,7 @@ async fn adhoc(
             now,
             connectors: vec![Arc::new(st)],
             process: None,
+            web_config_ok: None,
         },
         openmetrics,
     )
