@@ -277,7 +277,7 @@ fn http_connection<IO>(
     registry: Arc<conns::Registry>,
     state: Arc<conns::ConnState>,
     io: IO,
-) -> impl std::future::Future<Output = Result<(), hyper::Error>> + hyper_util::server::graceful::GracefulConnection + Send
+) -> impl hyper_util::server::graceful::GracefulConnection<Error = hyper::Error> + Send
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
