@@ -99,6 +99,26 @@ pub enum Behavior {
     },
     /// 220 banner, EHLO → `354 3.0.0 unexpected` (valid syntax, wrong code for EHLO).
     UnexpectedReply,
+    /// A well-behaved session (STARTTLS offered, self-signed certificate for `lab.test`) that
+    /// ends without a reply at one point of the dialogue: with FIN, or with RST when `reset`.
+    HangUp {
+        /// Where the connection ends.
+        at: HangUpAt,
+        /// RST (`SO_LINGER` 0) instead of FIN.
+        reset: bool,
+    },
+}
+
+/// Where [`Behavior::HangUp`] ends the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HangUpAt {
+    /// On the STARTTLS command, before any reply.
+    Starttls,
+    /// After `220 2.0.0 Ready` and the client's first TLS record (the ClientHello).
+    TlsHandshake,
+    /// On the EHLO sent inside TLS, after a completed handshake (no TLS close_notify: the TCP
+    /// connection just ends).
+    EhloTls,
 }
 
 /// Settings of the well-behaved [`Behavior::Smtp`] server.
@@ -309,6 +329,7 @@ enum EhloMode {
     Normal,
     Reject { helo_ok: bool },
     Unexpected,
+    HangUpInTls(bool),
 }
 
 #[derive(Debug)]
@@ -320,6 +341,11 @@ enum StarttlsMode {
     Early(Vec<u8>, bool),
     CloseAfterHello,
     Alert(u8),
+    /// STARTTLS ends the connection, at once or after `220 Ready` and the ClientHello.
+    HangUp {
+        after_hello: bool,
+        reset: bool,
+    },
 }
 
 impl StarttlsMode {
@@ -366,6 +392,33 @@ impl Mode {
             }
             Behavior::StarttlsEarly { bytes, split } => policy(EhloMode::Normal, StarttlsMode::Early(bytes, split)),
             Behavior::UnexpectedReply => policy(EhloMode::Unexpected, StarttlsMode::Unavailable),
+            Behavior::HangUp {
+                at: HangUpAt::Starttls,
+                reset,
+            } => policy(
+                EhloMode::Normal,
+                StarttlsMode::HangUp {
+                    after_hello: false,
+                    reset,
+                },
+            ),
+            Behavior::HangUp {
+                at: HangUpAt::TlsHandshake,
+                reset,
+            } => policy(
+                EhloMode::Normal,
+                StarttlsMode::HangUp {
+                    after_hello: true,
+                    reset,
+                },
+            ),
+            Behavior::HangUp {
+                at: HangUpAt::EhloTls,
+                reset,
+            } => policy(
+                EhloMode::HangUpInTls(reset),
+                StarttlsMode::Tls(self_signed_config("lab.test")?),
+            ),
         })
     }
 }
@@ -595,6 +648,10 @@ impl<S: AsyncWrite + Unpin> LineConn<S> {
 
 enum End {
     Close,
+    /// End without a reply: FIN, or RST when `reset`.
+    HangUp {
+        reset: bool,
+    },
     StartTls(Arc<ServerConfig>),
 }
 
@@ -602,7 +659,8 @@ async fn smtp_session(stream: TcpStream, policy: &Policy, transcript: Transcript
     let mut conn = LineConn::new(stream, transcript);
     conn.write(banner(policy).as_bytes()).await?;
     match commands(&mut conn, policy, false).await? {
-        End::Close => conn.io.shutdown().await,
+        End::Close | End::HangUp { reset: false } => conn.io.shutdown().await,
+        End::HangUp { reset: true } => reset(conn.io),
         End::StartTls(config) => {
             // `commands` only returns StartTls with an empty buffer, so the acceptor sees the
             // ClientHello from its first byte.
@@ -612,8 +670,12 @@ async fn smtp_session(stream: TcpStream, policy: &Policy, transcript: Transcript
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
             let mut conn = LineConn::new(tls, transcript);
             // With TLS active, `commands` never asks for another handshake.
-            let _ = commands(&mut conn, policy, true).await?;
-            conn.io.shutdown().await
+            match commands(&mut conn, policy, true).await? {
+                // Abrupt: the TCP connection ends under TLS, without close_notify.
+                End::HangUp { reset: true } => reset(conn.io.into_inner().0),
+                End::HangUp { reset: false } => conn.io.into_inner().0.shutdown().await,
+                End::Close | End::StartTls(_) => conn.io.shutdown().await,
+            }
         }
     }
 }
@@ -662,10 +724,12 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
                     conn.write(b"502 5.5.2 Error: command not recognized\r\n").await?;
                 }
                 EhloMode::Unexpected => conn.write(b"354 3.0.0 unexpected\r\n").await?,
-                EhloMode::Normal if arg.is_empty() => {
+                // Normal before TLS; the EHLO inside TLS ends the connection (RST when true).
+                EhloMode::HangUpInTls(reset) if tls_active => return Ok(End::HangUp { reset }),
+                EhloMode::Normal | EhloMode::HangUpInTls(_) if arg.is_empty() => {
                     conn.write(b"501 5.5.4 Syntax: EHLO hostname\r\n").await?;
                 }
-                EhloMode::Normal => {
+                EhloMode::Normal | EhloMode::HangUpInTls(_) => {
                     let offer_tls = policy.starttls.offered() && !tls_active;
                     let mut lines = vec![format!("{} Hello {arg}", policy.hostname)];
                     lines.extend(
@@ -729,6 +793,13 @@ async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         hold(conn).await;
                         return Ok(End::Close);
+                    }
+                    StarttlsMode::HangUp { after_hello, reset } => {
+                        if *after_hello {
+                            conn.write(b"220 2.0.0 Ready\r\n").await?;
+                            conn.read_tls_record().await?;
+                        }
+                        return Ok(End::HangUp { reset: *reset });
                     }
                     StarttlsMode::CloseAfterHello => {
                         conn.write(b"220 2.0.0 Ready\r\n").await?;
@@ -1229,6 +1300,78 @@ mod tests {
         };
         assert!(c.cmd("EHLO probe").await.starts_with("250-lab.test"));
         assert!(c.cmd("QUIT").await.starts_with("221 "));
+    }
+
+    #[tokio::test]
+    async fn hang_up_on_starttls_with_fin_or_rst() {
+        for reset in [false, true] {
+            let server = FaultServer::start(Behavior::HangUp {
+                at: HangUpAt::Starttls,
+                reset,
+            })
+            .await
+            .expect("start");
+            let mut c = Client::connect(server.addr()).await;
+            assert!(c.reply().await.starts_with("220 "));
+            assert!(c.cmd("EHLO probe").await.contains("250 STARTTLS\r\n"));
+            c.send("STARTTLS\r\n").await;
+            if reset {
+                expect_reset(&mut c.io).await;
+            } else {
+                c.expect_eof().await;
+            }
+            assert_eq!(server.transcripts(), vec!["EHLO probe\nSTARTTLS\n".to_owned()]);
+        }
+    }
+
+    #[tokio::test]
+    async fn hang_up_in_the_tls_handshake_with_fin_or_rst() {
+        for reset in [false, true] {
+            let server = FaultServer::start(Behavior::HangUp {
+                at: HangUpAt::TlsHandshake,
+                reset,
+            })
+            .await
+            .expect("start");
+            let mut c = Client::connect(server.addr()).await;
+            c.reply().await;
+            assert!(c.cmd("EHLO probe").await.contains("250 STARTTLS\r\n"));
+            assert_eq!(c.cmd("STARTTLS").await, "220 2.0.0 Ready\r\n");
+            c.io.write_all(FAKE_CLIENT_HELLO).await.expect("write");
+            if reset {
+                expect_reset(&mut c.io).await;
+            } else {
+                c.expect_eof().await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn hang_up_on_ehlo_inside_tls() {
+        for reset in [false, true] {
+            let server = FaultServer::start(Behavior::HangUp {
+                at: HangUpAt::EhloTls,
+                reset,
+            })
+            .await
+            .expect("start");
+            let mut c = Client::connect(server.addr()).await;
+            c.reply().await;
+            assert!(c.cmd("EHLO probe").await.contains("250 STARTTLS\r\n"));
+            assert_eq!(c.cmd("STARTTLS").await, "220 2.0.0 Ready\r\n");
+            let mut tls = tls_handshake(c).await.expect("TLS handshake");
+            tls.write_all(b"EHLO probe\r\n").await.expect("write");
+            tls.flush().await.expect("flush");
+            // No reply: the connection ends under TLS without close_notify (an error), or
+            // with a reset.
+            let mut chunk = [0u8; 64];
+            let r = timeout(WAIT, tls.read(&mut chunk)).await.expect("read timed out");
+            assert!(r.is_err(), "expected an abrupt end, got {r:?}");
+            assert_eq!(
+                server.transcripts(),
+                vec!["EHLO probe\nSTARTTLS\nEHLO probe\n".to_owned()]
+            );
+        }
     }
 
     #[tokio::test]

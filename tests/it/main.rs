@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod connect;
 mod dns;
+mod hostile;
 mod import;
 mod smtp;
 mod support;

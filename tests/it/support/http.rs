@@ -1,7 +1,7 @@
 //! A small HTTP/1.1 client: one request per connection, read to the end within a deadline. Hand
 //! rolled so the tests see the exporter's bytes (status, headers, chunking) exactly as sent.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -37,10 +37,38 @@ pub async fn request(addr: SocketAddr, method: &str, target: &str, accept: Optio
         .map_err(|_| format!("{method} {target}: no complete response within {HTTP_DEADLINE:?}"))?
 }
 
+/// [`request`] from the loopback address `src` (a client other than 127.0.0.1).
+pub async fn request_from(
+    src: IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    accept: Option<&str>,
+) -> Result<Resp, String> {
+    tokio::time::timeout(HTTP_DEADLINE, async {
+        let s = super::net::connect_from(src, addr, HTTP_DEADLINE)
+            .await
+            .map_err(|e| format!("connect {src} -> {addr}: {e}"))?;
+        exchange_on(s, addr, method, target, accept).await
+    })
+    .await
+    .map_err(|_| format!("{method} {target} from {src}: no complete response within {HTTP_DEADLINE:?}"))?
+}
+
 async fn exchange(addr: SocketAddr, method: &str, target: &str, accept: Option<&str>) -> Result<Resp, String> {
-    let mut s = TcpStream::connect(addr)
+    let s = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
+    exchange_on(s, addr, method, target, accept).await
+}
+
+async fn exchange_on(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    accept: Option<&str>,
+) -> Result<Resp, String> {
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(a) = accept {
         req += &format!("Accept: {a}\r\n");

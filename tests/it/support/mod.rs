@@ -4,6 +4,7 @@
 //! Rules the helpers enforce: only loopback, a deadline on every wait, children killed on drop.
 
 pub mod certs;
+pub mod config;
 pub mod dns;
 pub mod http;
 pub mod metrics;

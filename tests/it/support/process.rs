@@ -306,6 +306,11 @@ impl Exporter {
         )
     }
 
+    /// The process's stderr so far, as written (for tests of the log format itself).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
     #[track_caller]
     pub fn assert_running(&mut self) {
         if let Some(status) = self.child.try_wait().expect("try_wait") {
