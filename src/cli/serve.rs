@@ -62,6 +62,8 @@ pub enum StartError {
     Listen(#[from] ListenError),
     #[error("--web.config.file: {0}")]
     WebConfig(#[from] crate::config::ConfigError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 pub async fn main(args: &ServeArgs) -> ExitCode {
@@ -103,8 +105,8 @@ pub async fn run(
         enabled = cfg.connectors.iter().filter(|c| c.enabled).count(),
         "mailflow-exporter listening"
     );
+    spawn_signal_handlers(agent.clone(), web.clone()).map_err(StartError::Signals)?;
     agent.start();
-    spawn_signal_handlers(agent.clone(), web.clone());
     web::serve(
         listener,
         agent.clone(),
@@ -122,13 +124,15 @@ pub async fn run(
     Ok(())
 }
 
-fn spawn_signal_handlers(agent: Arc<Agent>, web: Arc<WebFace>) {
+/// Installs the handlers before returning, so a signal that arrives once the listener answers
+/// is never met by the default action (which would end the process).
+fn spawn_signal_handlers(agent: Arc<Agent>, web: Arc<WebFace>) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let a = agent.clone();
     tokio::spawn(async move {
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
         while hup.recv().await.is_some() {
             // In a task of its own: whatever happens in one reload, the next SIGHUP is served.
             let agent = a.clone();
@@ -143,9 +147,6 @@ fn spawn_signal_handlers(agent: Arc<Agent>, web: Arc<WebFace>) {
         }
     });
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            return;
-        };
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
@@ -154,6 +155,7 @@ fn spawn_signal_handlers(agent: Arc<Agent>, web: Arc<WebFace>) {
         tracing::info!("shutting down");
         agent.stop();
     });
+    Ok(())
 }
 
 /// A logging setup that cannot be used.

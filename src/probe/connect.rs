@@ -25,6 +25,10 @@ fn classify(e: &io::Error, timeout: Duration) -> ProbeError {
     const EHOSTUNREACH: i32 = 113;
     match (e.kind(), e.raw_os_error()) {
         (io::ErrorKind::ConnectionRefused, _) => ProbeError::ConnectRefused,
+        // Accepted, then reset before connect() returned: the session was cut, as at any later step.
+        (io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted, _) => ProbeError::Reset {
+            phase: super::Phase::Connect,
+        },
         (io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable, _)
         | (_, Some(ENETUNREACH | EHOSTUNREACH)) => ProbeError::Unreachable(e.kind().to_string()),
         (io::ErrorKind::TimedOut, _) | (_, Some(ETIMEDOUT)) => ProbeError::ConnectTimeout { after: timeout },

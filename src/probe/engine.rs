@@ -130,11 +130,18 @@ impl Prober {
         let mut all_delivered = true;
         let mut not_reached = Vec::new();
         let mut deadline_attempt: Option<usize> = None;
+        let mut over_cap = Vec::new();
         for (_route, plans) in routes {
             let mut route_ok = false;
             let mut last_idx = None;
-            for plan in plans.into_iter().take(MAX_ATTEMPTS_PER_ROUTE) {
-                if deadline_attempt.is_some() || Instant::now() >= deadline {
+            for (i, plan) in plans.into_iter().enumerate() {
+                if i >= MAX_ATTEMPTS_PER_ROUTE {
+                    over_cap.push(plan.describe());
+                    continue;
+                }
+                // A lookup that already failed costs nothing to report, deadline or not.
+                let connects = matches!(plan, Plan::Connect { .. });
+                if connects && (deadline_attempt.is_some() || Instant::now() >= deadline) {
                     not_reached.push(plan.describe());
                     continue;
                 }
@@ -142,7 +149,7 @@ impl Prober {
                 route_ok |= a.delivered;
                 attempts.push(a);
                 last_idx = Some(attempts.len() - 1);
-                if cut {
+                if cut && deadline_attempt.is_none() {
                     deadline_attempt = last_idx;
                 }
             }
@@ -179,6 +186,15 @@ impl Prober {
         }
         if self.private_ca && spec.tls_settings.validates_certificate() {
             warnings.push("extra CA files are trusted: Exchange Online trusts public CAs only".into());
+        }
+        if !over_cap.is_empty() {
+            warnings.push(sanitize(
+                &format!(
+                    "more than {MAX_ATTEMPTS_PER_ROUTE} addresses on a route; not tried: {}",
+                    over_cap.join(", ")
+                ),
+                1000,
+            ));
         }
         if deadline_reached {
             let mut w = format!(

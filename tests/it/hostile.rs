@@ -530,12 +530,6 @@ async fn one_deadline_for_four_slow_addresses() {
 }
 
 #[tokio::test]
-#[ignore = "BUG (src/probe/engine.rs Prober::probe): when the DNS lookups use up the probe deadline, \
-            every plan, including the DnsFailed ones whose lookup already timed out, is moved to \
-            not_reached because the loop checks `Instant::now() >= deadline` before recording it; \
-            with no attempt left the report falls back to 4.4.312 `no_address` \"[Message=no \
-            target to try]\" with attempts [] instead of 4.4.312 `dns_timeout`, and not_reached \
-            lists names that were asked (and silently drops the 4 beyond MAX_ATTEMPTS_PER_ROUTE)"]
 async fn one_deadline_for_twenty_names_whose_dns_never_answers() {
     let names: Vec<String> = (0..20).map(|i| format!("silent{i}.lab.test")).collect();
     let mut zone = Zone::new();
@@ -1105,11 +1099,6 @@ async fn servers_that_drip_flood_stall_garble_or_hang_up() {
 /// A reset right after the handshake is 4.4.318 `reset`, also when it lands before the prober
 /// has looked at its new socket (likely on a busy machine, so the check runs many times at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "BUG (src/probe/connect.rs classify): when the server's RST arrives before tokio's \
-            TcpStream::connect has checked the new socket, connect itself fails with ECONNRESET, \
-            which classify maps to ProbeError::Local: `other` `local_error` phase connect \
-            \"[Message=local error: connect: Connection reset by peer (os error 104)]\" instead of \
-            4.4.318 `reset`; 14-24 of 24 concurrent checks against Behavior::ResetAtConnect hit it"]
 async fn a_reset_right_after_connect_is_4_4_318_reset_however_early_it_lands() {
     let server = FaultServer::start(Behavior::ResetAtConnect).await.expect("server");
     let target = server.addr().to_string();
