@@ -5,13 +5,31 @@
 //! numbers (Windows PowerShell 5.1); dates as ISO-8601 or `/Date(ms)/`; multi-valued properties as
 //! arrays, single strings or arrays of objects. The JSON is walked as a `serde_json::Value` and every
 //! field is read leniently; what can't be carried over is kept as a YAML comment and reported as a
-//! warning, so the written file always loads with [`crate::config::Config::parse`].
+//! warning. The written file is parsed with [`crate::config::Config::parse`] before it is handed
+//! out: an import either loads in the agent or fails with the reason, never exits 0 with a file the
+//! agent refuses.
+//!
+//! Limits of the loader, and what an import does about them:
+//! - more than [`MAX_SMART_HOSTS`] smart hosts or [`MAX_DOMAINS`] recipient domains on one
+//!   connector: the first ones (export order) are written, the rest kept as comments with one
+//!   warning. The connector stays monitored through what fits, and the admin sees what was left out.
+//! - more than [`MAX_CONNECTORS`] connectors: an error. Leaving connectors out would silently stop
+//!   monitoring some; sharding across agents is the admin's call.
+//! - more than the YAML parser's default budget (nodes, events, bytes) or [`MAX_FILE_BYTES`]: the
+//!   file is written again without the fields that only repeat the loader's defaults; if even that
+//!   is too large, an error that says so.
 
-use crate::config::{ConnectorName, ConnectorType, DomainPattern, HostPort, MAX_CONNECTOR_NAME_CHARS, TlsSettings};
+use crate::config::{
+    Config, ConfigError, ConnectorName, ConnectorType, DomainPattern, HostPort, MAX_CONNECTOR_NAME_CHARS,
+    MAX_CONNECTORS, MAX_DOMAINS, MAX_FILE_BYTES, MAX_SMART_HOSTS, TlsSettings,
+};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use serde_saphyr::Budget;
+use serde_saphyr::budget::{BudgetBreach, EnforcingPolicy, check_yaml_budget};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::path::Path;
 
 /// What an admin runs in Exchange Online PowerShell to produce the file we import. Plain
 /// `Get-OutboundConnector` hides test-mode and (sometimes) rule-scoped connectors, hence three calls.
@@ -73,28 +91,77 @@ pub enum ImportError {
         field: &'static str,
         message: String,
     },
+    #[error(
+        "the export holds {found} connectors; an agent loads at most {max}: split the export (e.g. by Name) and run one agent per part"
+    )]
+    TooManyConnectors { found: usize, max: usize },
+    #[error(
+        "the configuration for {connectors} connector(s) is too large for the agent to load ({reason}): split the export (e.g. by Name) and run one agent per part"
+    )]
+    TooLarge { connectors: usize, reason: String },
+    /// The generated YAML failed [`Config::parse`]: a bug in the importer, reported with the
+    /// loader's `file:line:column: field: message` instead of writing a file the agent refuses.
+    #[error("the generated configuration does not load (please report this with the export): {0}")]
+    DoesNotLoad(#[source] ConfigError),
 }
 
+/// The file name the loader's check reports in [`ImportError::DoesNotLoad`].
+const CHECK_FILE_NAME: &str = "imported.yaml";
+
 /// Decodes an export file as PowerShell may have written it: UTF-8 with or without a BOM (`Out-File
-/// -Encoding utf8`, PowerShell 7), or UTF-16 with a BOM (Windows PowerShell 5.1 `Out-File` / `>`).
+/// -Encoding utf8`, PowerShell 7), UTF-16 with a BOM (Windows PowerShell 5.1 `Out-File` / `>`),
+/// UTF-32 (`-Encoding utf32`), and UTF-16/UTF-32 that lost their BOM (copied through tools that strip
+/// it). Without a BOM the encoding follows from the NUL bytes around the first character, which in
+/// JSON is always ASCII (`[`, `{`, whitespace) and never NUL (RFC 4627, section 3).
 pub fn decode_export(bytes: &[u8]) -> Result<String, ImportError> {
-    fn utf16(bytes: &[u8], le: bool) -> Result<String, ImportError> {
-        if !bytes.len().is_multiple_of(2) {
-            return Err(ImportError::Encoding("UTF-16 text with an odd number of bytes".into()));
+    fn units<const N: usize>(bytes: &[u8], what: &str) -> Result<impl Iterator<Item = [u8; N]>, ImportError> {
+        if !bytes.len().is_multiple_of(N) {
+            return Err(ImportError::Encoding(format!(
+                "{what} text whose length is not a multiple of {N} bytes"
+            )));
         }
-        let units = bytes.chunks_exact(2).map(|p| {
+        Ok(bytes.chunks_exact(N).map(|c| {
+            let mut unit = [0; N];
+            unit.copy_from_slice(c);
+            unit
+        }))
+    }
+    fn utf16(bytes: &[u8], le: bool) -> Result<String, ImportError> {
+        let units = units::<2>(bytes, "UTF-16")?.map(|p| {
             if le {
-                u16::from_le_bytes([p[0], p[1]])
+                u16::from_le_bytes(p)
             } else {
-                u16::from_be_bytes([p[0], p[1]])
+                u16::from_be_bytes(p)
             }
         });
         char::decode_utf16(units)
             .collect::<Result<String, _>>()
             .map_err(|e| ImportError::Encoding(format!("bad UTF-16: {e}")))
     }
+    fn utf32(bytes: &[u8], le: bool) -> Result<String, ImportError> {
+        units::<4>(bytes, "UTF-32")?
+            .map(|q| {
+                let n = if le {
+                    u32::from_le_bytes(q)
+                } else {
+                    u32::from_be_bytes(q)
+                };
+                char::from_u32(n).ok_or_else(|| ImportError::Encoding(format!("bad UTF-32: {n:#x} is not a character")))
+            })
+            .collect()
+    }
+    fn utf8(bytes: &[u8]) -> Result<String, ImportError> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| ImportError::Encoding(e.to_string()))
+    }
+    // UTF-32LE's BOM starts with UTF-16LE's: test it first.
+    if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE, 0x00, 0x00]) {
+        return utf32(rest, true);
+    }
+    if let Some(rest) = bytes.strip_prefix(&[0x00, 0x00, 0xFE, 0xFF]) {
+        return utf32(rest, false);
+    }
     if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
-        return String::from_utf8(rest.to_vec()).map_err(|e| ImportError::Encoding(e.to_string()));
+        return utf8(rest);
     }
     if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
         return utf16(rest, true);
@@ -102,19 +169,26 @@ pub fn decode_export(bytes: &[u8]) -> Result<String, ImportError> {
     if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
         return utf16(rest, false);
     }
-    String::from_utf8(bytes.to_vec()).map_err(|e| ImportError::Encoding(e.to_string()))
+    let nul = |i: usize| bytes.get(i).map(|&b| b == 0);
+    match (nul(0), nul(1), nul(2), nul(3)) {
+        (Some(true), Some(true), Some(true), Some(false)) => utf32(bytes, false),
+        (Some(false), Some(true), Some(true), Some(true)) => utf32(bytes, true),
+        (Some(true), Some(false), ..) => utf16(bytes, false),
+        (Some(false), Some(true), ..) => utf16(bytes, true),
+        _ => utf8(bytes),
+    }
 }
 
-/// Converts the JSON export into a configuration file.
+/// Converts the JSON export into a configuration file that [`Config::parse`] accepts.
 pub fn import_connectors(json: &str, opts: &ImportOptions) -> Result<Imported, ImportError> {
     let text = json.strip_prefix('\u{feff}').unwrap_or(json);
     let root: Value = serde_json::from_str(text).map_err(ImportError::Json)?;
     let items = top_level_items(&root)?;
 
     let mut warnings = Vec::new();
-    let mut blocks = Vec::new();
+    let mut conns = Vec::new();
     let mut skipped = Vec::new();
-    let mut names: HashSet<String> = HashSet::new();
+    let mut names = UniqueNames::default();
     let mut guids: HashSet<String> = HashSet::new();
     for (index, item) in items.iter().enumerate() {
         let Value::Object(obj) = item else {
@@ -138,33 +212,122 @@ pub fn import_connectors(json: &str, opts: &ImportOptions) -> Result<Imported, I
             continue;
         }
         let exported_name = c.name.clone();
-        if names.contains(&c.name) {
-            let mut n = 2;
-            while names.contains(&format!("{} ({n})", c.name)) {
-                n += 1;
-            }
-            let renamed = format!("{} ({n})", c.name);
-            c.warn(format!("another connector has the same name; written as {renamed:?}"));
-            c.name = renamed;
+        let name = names.claim(&c.name);
+        if name != c.name {
+            let shortened = if !name.starts_with(c.name.as_str()) {
+                format!(" (shortened to stay within {MAX_CONNECTOR_NAME_CHARS} characters)")
+            } else {
+                String::new()
+            };
+            c.warn(format!(
+                "another connector has the same name; written as {name:?}{shortened}"
+            ));
+            c.name = name;
         }
-        names.insert(c.name.clone());
         warnings.extend(
             c.warnings
                 .iter()
                 .map(|w| format!("connector at index {index} ({exported_name:?}): {w}")),
         );
-        blocks.push(render_connector(&c));
+        conns.push(c);
     }
     if items.is_empty() {
         warnings.push("the export holds no connectors".to_string());
     }
+    if conns.len() > MAX_CONNECTORS {
+        return Err(ImportError::TooManyConnectors {
+            found: conns.len(),
+            max: MAX_CONNECTORS,
+        });
+    }
 
-    let yaml = render_file(opts, &blocks, &warnings, &skipped);
+    let mut yaml = render_file(opts, &conns, &warnings, &skipped, false);
+    if fits(&yaml).is_err() {
+        warnings.push(
+            "with every field spelled out the file would exceed what the agent loads; fields that repeat the defaults (enabled: true, use_mx_record: true, tls_settings: none, connector_type: OnPremises, empty lists) and the metadata comments are left out".to_string(),
+        );
+        yaml = render_file(opts, &conns, &warnings, &skipped, true);
+        fits(&yaml).map_err(|reason| ImportError::TooLarge {
+            connectors: conns.len(),
+            reason,
+        })?;
+    }
+    Config::parse(Path::new(CHECK_FILE_NAME), &yaml).map_err(ImportError::DoesNotLoad)?;
     Ok(Imported {
         yaml,
-        connectors: blocks.len(),
+        connectors: conns.len(),
         warnings,
     })
+}
+
+/// Whether the loader can take `yaml` as far as size goes: [`MAX_FILE_BYTES`] and the default
+/// budget of serde-saphyr, which [`Config::parse`] uses. `Err` says which limit, in words.
+fn fits(yaml: &str) -> Result<(), String> {
+    if u64::try_from(yaml.len()).map_or(true, |n| n > MAX_FILE_BYTES) {
+        return Err(format!(
+            "{} bytes, the agent reads at most {MAX_FILE_BYTES}",
+            yaml.len()
+        ));
+    }
+    let budget = Budget::default();
+    let limits = budget.clone();
+    // A scan error is left to `Config::parse`, which reports it with a location.
+    let Ok(report) = check_yaml_budget(yaml, budget, EnforcingPolicy::AllContent) else {
+        return Ok(());
+    };
+    match report.breached {
+        None => Ok(()),
+        Some(BudgetBreach::Nodes { .. }) => Err(format!(
+            "more than {} YAML nodes, the config parser's limit; a connector takes about 6 to 15 plus one per recipient domain and smart host",
+            limits.max_nodes
+        )),
+        Some(BudgetBreach::Events { .. }) => Err(format!(
+            "more than {} YAML events, the config parser's limit; every comment line counts",
+            limits.max_events
+        )),
+        Some(BudgetBreach::ScalarBytes { .. }) => Err(format!(
+            "more than {} bytes of values, the config parser's limit",
+            limits.max_total_scalar_bytes
+        )),
+        Some(other) => Err(format!("beyond the config parser's limits: {other:?}")),
+    }
+}
+
+/// Connector names made unique in linear time. A counter per base remembers the next suffix to
+/// try, so N equal names cost about N look-ups instead of N²/2 (20,000 equal names took ~25 s).
+#[derive(Default)]
+struct UniqueNames {
+    taken: HashSet<String>,
+    next: HashMap<String, usize>,
+}
+
+impl UniqueNames {
+    /// `name` when it is free, else `base (n)`: the loader's names are 1..=128 characters, so the
+    /// base is shortened, never the suffix, which is what keeps the names apart.
+    fn claim(&mut self, name: &str) -> String {
+        if self.taken.insert(name.to_string()) {
+            return name.to_string();
+        }
+        let mut n: usize = 2;
+        loop {
+            let suffix = format!(" ({n})");
+            let keep = MAX_CONNECTOR_NAME_CHARS.saturating_sub(suffix.chars().count());
+            let cut: String = name.chars().take(keep).collect();
+            let base = cut.trim_end();
+            let next = self.next.entry(base.to_string()).or_insert(2);
+            if *next > n {
+                // Everything below `next` was handed out or found taken for this base.
+                n = *next;
+                continue;
+            }
+            *next = n + 1;
+            let candidate = format!("{base}{suffix}");
+            if self.taken.insert(candidate.clone()) {
+                return candidate;
+            }
+            n += 1;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -480,6 +643,22 @@ impl Conn {
         self.warn(format!("{field}: {value:?} {reason}"));
         self.dropped.push((field, value.to_string(), reason));
     }
+
+    /// Entries beyond the loader's cap for `field`: kept as comments under one warning, since a
+    /// warning per entry would bury the others (an export may list thousands).
+    fn drop_over_limit(&mut self, field: &'static str, over: Vec<String>, max: usize) {
+        if over.is_empty() {
+            return;
+        }
+        self.warn(format!(
+            "{field}: {} entries, the config takes at most {max}; the first {max} are written, the other {} kept as comments",
+            max + over.len(),
+            over.len()
+        ));
+        let reason = format!("beyond the {max} the config takes");
+        self.dropped
+            .extend(over.into_iter().map(|v| (field, v, reason.clone())));
+    }
 }
 
 fn read_connector(index: usize, m: &Map<String, Value>) -> Result<Conn, ImportError> {
@@ -605,13 +784,17 @@ fn read_connector(index: usize, m: &Map<String, Value>) -> Result<Conn, ImportEr
     for b in bad {
         c.drop_value("recipient_domains", &b, "is not a domain we can read".into());
     }
+    let mut seen = HashSet::new();
+    let mut over = Vec::new();
     for d in raw_domains {
         match normalize_domain(&d) {
-            Ok(v) if c.recipient_domains.contains(&v) => {}
+            Ok(v) if !seen.insert(v.clone()) => {}
+            Ok(v) if c.recipient_domains.len() >= MAX_DOMAINS => over.push(v),
             Ok(v) => c.recipient_domains.push(v),
             Err(e) => c.drop_value("recipient_domains", &d, format!("is not a domain: {e}")),
         }
     }
+    c.drop_over_limit("recipient_domains", over, MAX_DOMAINS);
 
     // Smart hosts.
     let mut raw_hosts = Vec::new();
@@ -628,13 +811,14 @@ fn read_connector(index: usize, m: &Map<String, Value>) -> Result<Conn, ImportEr
         c.drop_value("smart_hosts", &b, "is not a smart host we can read".into());
     }
     let mut hosts = Vec::new();
+    let mut seen = HashSet::new();
     for h in raw_hosts {
         match classify_smart_host(&h) {
             HostVerdict::Keep(v, note) => {
                 if let Some(n) = note {
                     c.warn(format!("smart_hosts: {h:?} {n}"));
                 }
-                if !hosts.contains(&v) {
+                if seen.insert(v.clone()) {
                     hosts.push(v);
                 }
             }
@@ -690,6 +874,8 @@ fn read_connector(index: usize, m: &Map<String, Value>) -> Result<Conn, ImportEr
             ));
         }
     } else {
+        let over = hosts.split_off(hosts.len().min(MAX_SMART_HOSTS));
+        c.drop_over_limit("smart_hosts", over, MAX_SMART_HOSTS);
         c.smart_hosts = hosts;
         if c.smart_hosts.is_empty() {
             c.placeholder = Some(Placeholder::SmartHosts);
@@ -777,14 +963,15 @@ fn classify_smart_host(raw: &str) -> HostVerdict {
 // ---------------------------------------------------------------------------------------------
 // Writing the YAML
 
-/// Text safe inside a `#` comment: one line, no control characters.
+/// Text safe inside a `#` comment: one line of YAML-printable characters. Comments can't escape,
+/// and the parser refuses the whole file for one non-printable character (e.g. U+FFFE).
 fn comment_text(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') {
-                ' '
-            } else {
+            if is_yaml_printable(c) && !matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}') {
                 c
+            } else {
+                ' '
             }
         })
         .collect()
@@ -834,11 +1021,15 @@ fn scalar(s: &str) -> String {
     if plain { s.to_string() } else { quote(s) }
 }
 
-fn render_connector(c: &Conn) -> String {
+/// One connector. `compact` leaves out what only repeats the loader's defaults (and the metadata
+/// comments), for exports too large for the parser's budget otherwise.
+fn render_connector(c: &Conn, compact: bool) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "  - name: {}", quote(&c.name));
-    for m in &c.meta {
-        let _ = writeln!(o, "    # {}", comment_text(m));
+    if !compact {
+        for m in &c.meta {
+            let _ = writeln!(o, "    # {}", comment_text(m));
+        }
     }
     let dropped = |o: &mut String, field: &str| {
         for (f, v, reason) in &c.dropped {
@@ -856,15 +1047,21 @@ fn render_connector(c: &Conn) -> String {
             "    # TODO: enabled in Exchange Online, but disabled here until the placeholder below is replaced"
         );
     }
-    let _ = writeln!(o, "    enabled: {enabled}");
-    if let Some(t) = c.connector_type {
+    if !compact || !enabled {
+        let _ = writeln!(o, "    enabled: {enabled}");
+    }
+    if let Some(t) = c.connector_type
+        && (!compact || t != ConnectorType::default())
+    {
         let _ = writeln!(o, "    connector_type: {}", t.as_str());
     }
     if has_dropped("connector_type") {
         let _ = writeln!(o, "    # ConnectorType could not be read:");
         dropped(&mut o, "connector_type");
     }
-    let _ = writeln!(o, "    use_mx_record: {}", c.use_mx);
+    if !compact || !c.use_mx {
+        let _ = writeln!(o, "    use_mx_record: {}", c.use_mx);
+    }
 
     // Smart hosts.
     match (&c.placeholder, c.use_mx) {
@@ -890,7 +1087,9 @@ fn render_connector(c: &Conn) -> String {
 
     // Recipient domains.
     if c.recipient_domains.is_empty() {
-        let _ = writeln!(o, "    recipient_domains: []");
+        if !compact {
+            let _ = writeln!(o, "    recipient_domains: []");
+        }
     } else {
         let _ = writeln!(o, "    recipient_domains:");
         for d in &c.recipient_domains {
@@ -920,12 +1119,16 @@ fn render_connector(c: &Conn) -> String {
                 "    # TODO: {} can't be looked up by MX: list concrete domains to probe for them.",
                 comment_text(&c.wildcards.join(", "))
             );
-            let _ = writeln!(o, "    sample_domains: []");
+            if !compact {
+                let _ = writeln!(o, "    sample_domains: []");
+            }
         }
         _ => {}
     }
 
-    let _ = writeln!(o, "    tls_settings: {}", c.tls.as_str());
+    if !compact || c.tls != TlsSettings::default() {
+        let _ = writeln!(o, "    tls_settings: {}", c.tls.as_str());
+    }
     if let Some(d) = &c.tls_domain {
         let _ = writeln!(o, "    tls_domain: {}", scalar(d));
     }
@@ -942,7 +1145,8 @@ fn render_connector(c: &Conn) -> String {
     o
 }
 
-fn render_file(opts: &ImportOptions, blocks: &[String], warnings: &[String], skipped: &[String]) -> String {
+fn render_file(opts: &ImportOptions, conns: &[Conn], warnings: &[String], skipped: &[String], compact: bool) -> String {
+    let blocks: Vec<String> = conns.iter().map(|c| render_connector(c, compact)).collect();
     let now = time::OffsetDateTime::now_utc();
     let mut o = String::new();
     let _ = writeln!(
@@ -1090,5 +1294,54 @@ mod tests {
         assert_eq!(decode_export(&bytes).ok().as_deref(), Some("[{\"Name\":\"é\"}]"));
         assert_eq!(decode_export(b"\xEF\xBB\xBF[]").ok().as_deref(), Some("[]"));
         assert!(decode_export(b"\xFF\xFE\x00").is_err());
+    }
+
+    #[test]
+    fn bomless_utf16_and_utf32_follow_from_the_nul_bytes() {
+        let text = " [{\"Name\":\"é😀\"}]";
+        let le16: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let be16: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let le32: Vec<u8> = text.chars().flat_map(|c| u32::from(c).to_le_bytes()).collect();
+        let be32: Vec<u8> = text.chars().flat_map(|c| u32::from(c).to_be_bytes()).collect();
+        for bytes in [&le16, &be16, &le32, &be32] {
+            assert_eq!(decode_export(bytes).ok().as_deref(), Some(text), "{bytes:02x?}");
+        }
+        let with_bom = |bom: &[u8], body: &[u8]| [bom, body].concat();
+        assert_eq!(
+            decode_export(&with_bom(&[0xFF, 0xFE, 0, 0], &le32)).ok().as_deref(),
+            Some(text)
+        );
+        assert_eq!(
+            decode_export(&with_bom(&[0, 0, 0xFE, 0xFF], &be32)).ok().as_deref(),
+            Some(text)
+        );
+        // The shortest exports: `[]` and `{}`.
+        assert_eq!(decode_export(&[b'[', 0, b']', 0]).ok().as_deref(), Some("[]"));
+        assert_eq!(decode_export(&[0, b'{', 0, b'}']).ok().as_deref(), Some("{}"));
+        assert!(decode_export(&[b'[', 0, b']']).is_err(), "odd length");
+        assert_eq!(decode_export(b"[]").ok().as_deref(), Some("[]"));
+    }
+
+    #[test]
+    fn unique_names_stay_within_the_limit_across_suffix_widths() {
+        let mut names = UniqueNames::default();
+        let long = "x".repeat(MAX_CONNECTOR_NAME_CHARS);
+        let got: Vec<String> = (0..12).map(|_| names.claim(&long)).collect();
+        assert_eq!(got[0], long);
+        assert_eq!(got[1], format!("{} (2)", "x".repeat(124)));
+        assert_eq!(got[11], format!("{} (12)", "x".repeat(123)));
+        assert!(got.iter().all(|n| n.chars().count() <= MAX_CONNECTOR_NAME_CHARS));
+        // A base cut before a space loses the space, not a character of the suffix.
+        let spaced = format!("{} {}", "y".repeat(123), "z".repeat(4));
+        assert_eq!(names.claim(&spaced), spaced);
+        assert_eq!(names.claim(&spaced), format!("{} (2)", "y".repeat(123)));
+    }
+
+    #[test]
+    fn comments_hold_only_printable_characters() {
+        assert_eq!(
+            comment_text("a\u{FFFE}b\u{2028}c\nd\u{85}e\u{feff}f\u{1}g"),
+            "a b c d e f g"
+        );
     }
 }

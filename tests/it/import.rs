@@ -471,3 +471,338 @@ proptest! {
         prop_assert_eq!(c.comment.as_deref(), expected);
     }
 }
+
+/// `n` MX connectors called `name`, one recipient domain each.
+fn same_name_export(name: &str, n: usize) -> String {
+    let items: Vec<_> = (0..n)
+        .map(|_| serde_json::json!({"Name": name, "UseMXRecord": true, "RecipientDomains": "a.example"}))
+        .collect();
+    serde_json::Value::Array(items).to_string()
+}
+
+/// Imports JSON text and loads the result with the real config loader.
+fn import_json(json: &str) -> (Imported, Config) {
+    let imported = import_connectors(json, &opts()).unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::parse(Path::new("imported.yaml"), &imported.yaml)
+        .unwrap_or_else(|e| panic!("the imported YAML does not load: {e}\n{}", imported.yaml));
+    assert_eq!(config.connectors.len(), imported.connectors);
+    (imported, config)
+}
+
+fn names(config: &Config) -> Vec<&str> {
+    config.connectors.iter().map(|c| c.name()).collect()
+}
+
+#[test]
+fn equal_128_character_names_are_renamed_within_the_limit() {
+    // 128 characters, 256 bytes: the limit counts characters. The third copy differs only by
+    // trailing spaces, which the loader trims too.
+    let long = "é".repeat(128);
+    let mut items: Vec<_> = (0..12)
+        .map(|_| serde_json::json!({"Name": long, "UseMXRecord": true, "RecipientDomains": "a.example"}))
+        .collect();
+    items[2]["Name"] = serde_json::Value::from(format!("{long}   "));
+    let (imported, config) = import_json(&serde_json::Value::Array(items).to_string());
+    let names = names(&config);
+    assert_eq!(names.len(), 12);
+    assert_eq!(names[0], long);
+    assert_eq!(names[1], format!("{} (2)", "é".repeat(124)));
+    assert_eq!(
+        names[11],
+        format!("{} (12)", "é".repeat(123)),
+        "the base is cut, never the suffix"
+    );
+    assert!(names.iter().all(|n| n.chars().count() <= 128), "{names:?}");
+    let unique: std::collections::HashSet<_> = names.iter().collect();
+    assert_eq!(unique.len(), 12);
+    assert!(
+        has_warning(&imported, "shortened to stay within 128 characters"),
+        "{:?}",
+        imported.warnings
+    );
+}
+
+#[test]
+fn renamed_names_never_collide_with_exported_ones() {
+    let json = r#"[
+        {"Name": "Dup", "UseMXRecord": true, "RecipientDomains": "a.example"},
+        {"Name": "Dup (2)", "UseMXRecord": true, "RecipientDomains": "a.example"},
+        {"Name": "Dup", "UseMXRecord": true, "RecipientDomains": "a.example"},
+        {"Name": "Dup", "UseMXRecord": true, "RecipientDomains": "a.example"},
+        {"Name": "Dup (3)", "UseMXRecord": true, "RecipientDomains": "a.example"},
+        {"Name": "dup", "UseMXRecord": true, "RecipientDomains": "a.example"}
+    ]"#;
+    let (imported, config) = import_json(json);
+    assert!(!has_warning(&imported, "shortened"), "{:?}", imported.warnings);
+    // Names differing only in case stay apart, as the loader (and the metrics labels) tell them apart.
+    assert_eq!(
+        names(&config),
+        ["Dup", "Dup (2)", "Dup (3)", "Dup (4)", "Dup (3) (2)", "dup"]
+    );
+}
+
+#[test]
+fn twenty_thousand_equal_names_get_distinct_names_that_load() {
+    // Renaming used to probe `(2)`, `(3)`, … from scratch for every copy: quadratic, ~25 s here.
+    let (imported, config) = import_json(&same_name_export("Outbound to Contoso", 20_000));
+    assert_eq!(imported.connectors, 20_000);
+    let unique: std::collections::HashSet<&str> = names(&config).into_iter().collect();
+    assert_eq!(unique.len(), 20_000);
+    assert!(unique.contains("Outbound to Contoso (20000)"));
+}
+
+#[test]
+fn more_connectors_than_an_agent_loads_is_an_error() {
+    let items: Vec<_> = (0..60_000)
+        .map(|i| serde_json::json!({"Name": format!("c{i}"), "UseMXRecord": true, "RecipientDomains": "a.example"}))
+        .collect();
+    let err = import_connectors(&serde_json::Value::Array(items).to_string(), &opts()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ImportError::TooManyConnectors {
+                found: 60_000,
+                max: 50_000
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("split the export"), "{err}");
+}
+
+#[test]
+fn thousands_of_domains_and_dozens_of_smart_hosts_are_capped_with_comments() {
+    let domains: Vec<String> = (0..5_000).map(|i| format!("d{i}.example")).collect();
+    let hosts: Vec<String> = (0..40).map(|i| format!("smtp{i}.example")).collect();
+    let json = serde_json::json!([
+        {"Name": "Many domains", "UseMXRecord": true, "RecipientDomains": domains},
+        {"Name": "Many hosts", "UseMXRecord": false, "SmartHosts": hosts, "RecipientDomains": "b.example"},
+    ])
+    .to_string();
+    let (imported, config) = import_json(&json);
+    let d = connector(&config, "Many domains");
+    assert_eq!(d.probe.recipient_domains.len(), 1000);
+    assert!(d.enabled);
+    let h = connector(&config, "Many hosts");
+    let expected: Vec<&str> = hosts[..32].iter().map(String::as_str).collect();
+    assert_eq!(h.probe.routing, self::hosts(&expected));
+    assert!(
+        has_warning(
+            &imported,
+            "recipient_domains: 5000 entries, the config takes at most 1000"
+        ),
+        "{:?}",
+        imported.warnings
+    );
+    assert!(has_warning(
+        &imported,
+        "smart_hosts: 40 entries, the config takes at most 32"
+    ));
+    assert_eq!(imported.warnings.len(), 2, "one warning per list, not per entry");
+    let y = &imported.yaml;
+    assert!(
+        y.contains("#   \"d4999.example\"  # beyond the 1000 the config takes"),
+        "{y}"
+    );
+    assert!(
+        y.contains("#   \"smtp39.example\"  # beyond the 32 the config takes"),
+        "{y}"
+    );
+}
+
+/// `big` connectors with 1000 recipient domains each, then `small` with one.
+fn big_export(big: usize, small: usize) -> String {
+    let domains: Vec<String> = (0..1000).map(|i| format!("d{i}.example")).collect();
+    let items: Vec<_> = (0..big)
+        .map(|i| serde_json::json!({"Name": format!("big {i}"), "UseMXRecord": true, "RecipientDomains": domains}))
+        .chain((0..small).map(
+            |i| serde_json::json!({"Name": format!("small {i}"), "UseMXRecord": true, "RecipientDomains": "a.example"}),
+        ))
+        .collect();
+    serde_json::Value::Array(items).to_string()
+}
+
+#[test]
+fn exports_beyond_the_parser_budget_are_written_compact() {
+    // ~255,000 YAML nodes with every field spelled out; serde-saphyr's default budget is 250,000.
+    let (imported, config) = import_json(&big_export(240, 1000));
+    assert_eq!(config.connectors.len(), 1240);
+    assert!(
+        has_warning(&imported, "fields that repeat the defaults"),
+        "{:?}",
+        imported.warnings
+    );
+    assert!(
+        !imported.yaml.contains("    use_mx_record: true\n"),
+        "defaults are left out"
+    );
+    let small = connector(&config, "small 999");
+    assert!(small.enabled);
+    assert_eq!(small.probe.routing, mx(&["a.example"]));
+    assert_eq!(small.probe.tls_settings, TlsSettings::None);
+}
+
+#[test]
+fn exports_beyond_the_parser_budget_even_compact_fail_with_the_reason() {
+    let err = import_connectors(&big_export(260, 0), &opts()).unwrap_err();
+    assert!(matches!(err, ImportError::TooLarge { connectors: 260, .. }), "{err:?}");
+    assert!(err.to_string().contains("250000 YAML nodes"), "{err}");
+}
+
+#[test]
+fn the_loader_error_is_carried_when_the_output_would_not_load() {
+    // The check after rendering: its error names the loader's file, line and field.
+    let e = mailflow_exporter::config::ConfigError {
+        file: "imported.yaml".into(),
+        line: 29,
+        column: 11,
+        field: "connectors[1].name".into(),
+        message: "connector name must be 1-128 printable characters".into(),
+    };
+    let err = ImportError::DoesNotLoad(e);
+    assert!(
+        err.to_string()
+            .contains("imported.yaml:29:11: connectors[1].name: connector name must be"),
+        "{err}"
+    );
+}
+
+#[test]
+fn utf16_without_bom_is_detected() {
+    let expected = read(fixture!("single_ps7.json"));
+    for f in [fixture!("utf16le_nobom.json"), fixture!("utf16be_nobom.json")] {
+        let raw = std::fs::read(f).unwrap();
+        assert!(raw[..2].contains(&0), "{f}: UTF-16 without a BOM");
+        assert_eq!(read(f), expected, "{f}");
+        let (imported, _) = import_file(f, &opts());
+        assert_eq!(imported.connectors, 1);
+    }
+}
+
+#[test]
+fn yaml_breaking_characters_in_comments_and_names_load() {
+    // U+FFFE is not YAML-printable: one in a comment line made the whole file unreadable.
+    let odd = "x\u{FFFE}y\u{2028}z\u{85}w\u{feff}v\r\n#: - [ ]";
+    let json = serde_json::json!([
+        {"Name": format!("Disabled {odd}"), "Enabled": false, "UseMXRecord": true, "RecipientDomains": "a.example"},
+        {"Name": format!("Kept {odd}"), "UseMXRecord": true, "RecipientDomains": ["a.example", format!("bad{odd}")],
+         "Comment": odd, "Guid": odd, "SmtpDaneMode": odd},
+    ])
+    .to_string();
+    let opts = ImportOptions {
+        source_name: format!("export{odd}.json"),
+        include_disabled: false,
+    };
+    let imported = import_connectors(&json, &opts).unwrap();
+    let config =
+        Config::parse(Path::new("imported.yaml"), &imported.yaml).unwrap_or_else(|e| panic!("{e}\n{}", imported.yaml));
+    let c = &config.connectors[0];
+    assert_eq!(c.name(), "Kept x\u{FFFE}y\u{2028}z w\u{feff}v  #: - [ ]");
+    assert_eq!(c.comment.as_deref(), Some(odd));
+}
+
+#[test]
+fn names_hosts_and_domains_at_the_edges() {
+    let long_host = format!("{}.example", "a".repeat(300));
+    let json = serde_json::json!([
+        {"Name": "Edges", "UseMXRecord": false,
+         "SmartHosts": ["fe80::1%eth0", "[::1]", "[2001:DB8::25]", long_host, "null", "Yes", "nan", "on.example."],
+         "RecipientDomains": ["Contoso.COM.", " contoso.com", "contoso.com", "*", "*.Contoso.com", "*.contoso.com.", "true", "~"]},
+        {"Name": "Star only", "UseMXRecord": true, "RecipientDomains": "*"},
+    ])
+    .to_string();
+    let (imported, config) = import_json(&json);
+    let c = connector(&config, "Edges");
+    assert_eq!(
+        c.probe.routing,
+        hosts(&["::1", "2001:db8::25", "null", "yes", "nan", "on.example"]),
+        "{}",
+        imported.yaml
+    );
+    assert_eq!(
+        c.probe.recipient_domains,
+        patterns(&["contoso.com", "*", "*.contoso.com", "true"])
+    );
+    assert!(has_warning(&imported, "\"fe80::1%eth0\""), "{:?}", imported.warnings);
+    assert!(has_warning(&imported, "\"~\""), "{:?}", imported.warnings);
+    let s = connector(&config, "Star only");
+    assert!(!s.enabled, "`*` can't be looked up by MX");
+
+    // A name of spaces only is no name; the error names the index.
+    let err = import_connectors(r#"[{"Name": "a"}, {"Name": " \u3000\t "}]"#, &opts()).unwrap_err();
+    assert!(matches!(err, ImportError::MissingName { index: 1 }), "{err:?}");
+}
+
+/// Tokens that have broken YAML or the loader's rules before, to combine at random.
+const NAME_PARTS: &[&str] = &[
+    "a", "A", " ", "é", "\u{2028}", "\u{FFFE}", "#", ": ", "- ", "\"", "'", "\\", "\t", "(2)", " (2)", "null", "😀",
+    "\u{7}",
+];
+const HOST_PARTS: &[&str] = &[
+    "mail.test",
+    "[::1]",
+    "::1",
+    "fe80::1%eth0",
+    "192.0.2.1/32",
+    "10.0.0.0/8",
+    "yes",
+    "null",
+    "*",
+    "*.x.test",
+    "X.Test.",
+    "a:25",
+    "[",
+    "]",
+    ",",
+    " ",
+    "0x1",
+    "1e3",
+    "-a.test",
+    "_srv.test",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever the names, hosts and domains, the import loads or fails with a reason; it never
+    /// writes a file the agent refuses (the importer parses its own output).
+    #[test]
+    fn any_mix_of_tricky_values_loads(
+        conns in proptest::collection::vec(
+            (
+                prop_oneof![
+                    proptest::collection::vec(proptest::sample::select(NAME_PARTS), 1..6),
+                    // Few distinct names, so that duplicates (and renames at the limit) are common.
+                    proptest::sample::select(&["é", "A ", "a", " a", "a (2)"][..]).prop_map(|p| vec![p]),
+                ],
+                proptest::sample::select(&[1usize, 64, 128][..]),
+                any::<bool>(),
+                proptest::collection::vec(proptest::sample::select(HOST_PARTS), 0..6),
+                proptest::collection::vec(proptest::sample::select(HOST_PARTS), 0..6),
+            ),
+            1..12,
+        ),
+    ) {
+        let items: Vec<_> = conns
+            .iter()
+            .map(|(parts, repeat, use_mx, hs, ds)| {
+                serde_json::json!({
+                    "Name": parts.concat().repeat(*repeat),
+                    "UseMXRecord": use_mx,
+                    "SmartHosts": hs,
+                    "RecipientDomains": ds.concat(),
+                    "Comment": parts.concat(),
+                })
+            })
+            .collect();
+        match import_connectors(&serde_json::Value::Array(items).to_string(), &opts()) {
+            Ok(imported) => {
+                let config = Config::parse(Path::new("imported.yaml"), &imported.yaml)
+                    .unwrap_or_else(|e| panic!("{e}\n{}", imported.yaml));
+                let unique: std::collections::HashSet<&str> = names(&config).into_iter().collect();
+                prop_assert_eq!(unique.len(), config.connectors.len());
+            }
+            Err(e) => prop_assert!(matches!(e, ImportError::MissingName { .. }), "{e}"),
+        }
+    }
+}
