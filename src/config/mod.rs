@@ -136,7 +136,8 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let ctx = Ctx { file: &file };
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| parse_error(&file, text, &e))?;
+        let raw: RawConfig =
+            serde_saphyr::from_str_with_options(text, parser_options()).map_err(|e| parse_error(&file, text, &e))?;
 
         let mut defaults = Defaults::default();
         if let Some(d) = &raw.defaults.interval {
@@ -228,9 +229,10 @@ impl Config {
         };
 
         let mut connectors: Vec<Connector> = Vec::new();
+        let mut names = std::collections::HashSet::new();
         for (i, c) in raw.connectors.value.iter().enumerate() {
             let conn = build_connector(&ctx, i, c, &defaults)?;
-            if connectors.iter().any(|o| o.name() == conn.name()) {
+            if !names.insert(conn.name().to_string()) {
                 return ctx.err(
                     &c.value.name.referenced,
                     format!("connectors[{i}].name"),
@@ -253,6 +255,23 @@ impl Config {
     pub fn connector(&self, name: &str) -> Option<&Connector> {
         self.connectors.iter().find(|c| c.name() == name)
     }
+}
+
+/// The YAML parser's budget, sized so the largest config we accept ([`MAX_CONNECTORS`] with
+/// their lists) parses; its other limits (depth, aliases, document count) stay at the
+/// defaults that keep a hostile file cheap.
+fn parser_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(parser_budget());
+    options
+}
+
+/// The budget [`Config::parse`] parses with (the importer checks its output against it).
+pub fn parser_budget() -> serde_saphyr::Budget {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 1_000_000;
+    budget.max_events = 2_000_000;
+    budget
 }
 
 /// `IP` (port 53) or `IP:PORT`.

@@ -15,7 +15,7 @@
 //!   warning. The connector stays monitored through what fits, and the admin sees what was left out.
 //! - more than [`MAX_CONNECTORS`] connectors: an error. Leaving connectors out would silently stop
 //!   monitoring some; sharding across agents is the admin's call.
-//! - more than the YAML parser's default budget (nodes, events, bytes) or [`MAX_FILE_BYTES`]: the
+//! - more than the config parser's budget (`config::parser_budget`) (nodes, events, bytes) or [`MAX_FILE_BYTES`]: the
 //!   file is written again without the fields that only repeat the loader's defaults; if even that
 //!   is too large, an error that says so.
 
@@ -24,7 +24,6 @@ use crate::config::{
     MAX_CONNECTORS, MAX_DOMAINS, MAX_FILE_BYTES, MAX_SMART_HOSTS, TlsSettings,
 };
 use serde_json::{Map, Value};
-use serde_saphyr::Budget;
 use serde_saphyr::budget::{BudgetBreach, EnforcingPolicy, check_yaml_budget};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -260,8 +259,8 @@ pub fn import_connectors(json: &str, opts: &ImportOptions) -> Result<Imported, I
     })
 }
 
-/// Whether the loader can take `yaml` as far as size goes: [`MAX_FILE_BYTES`] and the default
-/// budget of serde-saphyr, which [`Config::parse`] uses. `Err` says which limit, in words.
+/// Whether the loader can take `yaml` as far as size goes: [`MAX_FILE_BYTES`] and the budget
+/// [`Config::parse`] parses with. `Err` says which limit, in words.
 fn fits(yaml: &str) -> Result<(), String> {
     if u64::try_from(yaml.len()).map_or(true, |n| n > MAX_FILE_BYTES) {
         return Err(format!(
@@ -269,7 +268,7 @@ fn fits(yaml: &str) -> Result<(), String> {
             yaml.len()
         ));
     }
-    let budget = Budget::default();
+    let budget = crate::config::parser_budget();
     let limits = budget.clone();
     // A scan error is left to `Config::parse`, which reports it with a location.
     let Ok(report) = check_yaml_budget(yaml, budget, EnforcingPolicy::AllContent) else {

@@ -624,9 +624,13 @@ fn big_export(big: usize, small: usize) -> String {
 
 #[test]
 fn exports_beyond_the_parser_budget_are_written_compact() {
-    // ~255,000 YAML nodes with every field spelled out; serde-saphyr's default budget is 250,000.
-    let (imported, config) = import_json(&big_export(240, 1000));
-    assert_eq!(config.connectors.len(), 1240);
+    // Just over the loader's node budget with every field spelled out (about 1012 nodes per big
+    // connector, 12 per small one), just under it without the fields that repeat defaults.
+    let budget = mailflow_exporter::config::parser_budget().max_nodes;
+    let big = budget * 96 / 100_000;
+    let small = budget * 4 / 1000;
+    let (imported, config) = import_json(&big_export(big, small));
+    assert_eq!(config.connectors.len(), big + small);
     assert!(
         has_warning(&imported, "fields that repeat the defaults"),
         "{:?}",
@@ -636,7 +640,7 @@ fn exports_beyond_the_parser_budget_are_written_compact() {
         !imported.yaml.contains("    use_mx_record: true\n"),
         "defaults are left out"
     );
-    let small = connector(&config, "small 999");
+    let small = connector(&config, &format!("small {}", small - 1));
     assert!(small.enabled);
     assert_eq!(small.probe.routing, mx(&["a.example"]));
     assert_eq!(small.probe.tls_settings, TlsSettings::None);
@@ -644,9 +648,14 @@ fn exports_beyond_the_parser_budget_are_written_compact() {
 
 #[test]
 fn exports_beyond_the_parser_budget_even_compact_fail_with_the_reason() {
-    let err = import_connectors(&big_export(260, 0), &opts()).unwrap_err();
-    assert!(matches!(err, ImportError::TooLarge { connectors: 260, .. }), "{err:?}");
-    assert!(err.to_string().contains("250000 YAML nodes"), "{err}");
+    let budget = mailflow_exporter::config::parser_budget().max_nodes;
+    let big = budget * 104 / 100_000;
+    let err = import_connectors(&big_export(big, 0), &opts()).unwrap_err();
+    assert!(
+        matches!(err, ImportError::TooLarge { connectors, .. } if connectors == big),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&format!("{budget} YAML nodes")), "{err}");
 }
 
 #[test]
