@@ -129,7 +129,10 @@ impl Store {
             return Err(StoreError::TooLarge { path: shown() });
         }
         let bytes = std::fs::read(&path).map_err(|source| StoreError::Io { path: shown(), source })?;
-        parse(&bytes, now).map_err(|detail| StoreError::Format { path: shown(), detail })
+        parse(&bytes, now).map_err(|e| StoreError::Format {
+            path: shown(),
+            detail: e.to_string(),
+        })
     }
 
     /// Write to a temporary file, fsync, rename over the old one, fsync the directory.
@@ -175,12 +178,16 @@ pub fn serialize(streaks: &Streaks) -> Vec<u8> {
     serde_json::to_vec_pretty(&file).unwrap_or_default()
 }
 
+/// The file as a whole is not a queue clock file (its entries are judged one by one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FormatError(String);
+
 /// Reads the file's bytes entry by entry (the fuzz target drives this directly).
-/// `Err` only when the file as a whole is not a queue clock file.
-pub fn parse(bytes: &[u8], now: SystemTime) -> Result<Loaded, String> {
-    let root: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn parse(bytes: &[u8], now: SystemTime) -> Result<Loaded, FormatError> {
+    let root: Value = serde_json::from_slice(bytes).map_err(|e| FormatError(e.to_string()))?;
     let Some(entries) = root.get("connectors").and_then(Value::as_object) else {
-        return Err("no \"connectors\" object".into());
+        return Err(FormatError("no \"connectors\" object".into()));
     };
     let mut out = Loaded::default();
     for (name, entry) in entries {

@@ -149,6 +149,21 @@ impl TestCa {
     }
 
     /// A currently valid leaf (from a day ago to 90 days ahead, like a typical ACME cert).
+    /// A currently valid certificate for TLS clients (clientAuth usage), e.g. a Prometheus
+    /// scraping a server that requires client certificates.
+    pub fn client_leaf(&self, names: &[&str]) -> Result<CertKey, PkiError> {
+        let now = OffsetDateTime::now_utc();
+        let key = KeyPair::generate()?;
+        let mut params = leaf_params(names, now - time::Duration::days(1), now + time::Duration::days(30))?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.intermediates.iter().cloned());
+        let mut chain_pem = cert.pem();
+        chain_pem.push_str(&self.intermediates_pem);
+        Ok(cert_key(chain, chain_pem, &key))
+    }
+
     pub fn leaf_valid(&self, names: &[&str]) -> Result<CertKey, PkiError> {
         let now = OffsetDateTime::now_utc();
         self.leaf(names, now - Duration::days(1), now + Duration::days(90))

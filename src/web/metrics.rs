@@ -327,40 +327,36 @@ impl Collector for Scrape {
             ConstGauge::new(1).encode(m.encode_family(&l)?)?;
         }
         if let Some(p) = &self.process {
-            let mut m = enc.encode_descriptor(
+            let m = enc.encode_descriptor(
                 "mailflow_config_last_reload_successful",
                 "1 if the last configuration reload succeeded.",
                 None,
                 MetricType::Gauge,
             )?;
-            ConstGauge::new(p.reload.ok as i64).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
-            let mut m = enc.encode_descriptor(
+            ConstGauge::new(p.reload.ok as i64).encode(m)?;
+            let m = enc.encode_descriptor(
                 "mailflow_config_last_reload_success_timestamp_seconds",
                 "When the configuration was last loaded successfully.",
                 None,
                 MetricType::Gauge,
             )?;
-            ConstGauge::new(p.reload.success_at.map(unix_secs).unwrap_or(0.0)).encode(m.encode_family(&Vec::<(
-                String,
-                String,
-            )>::new(
-            ))?)?;
+            ConstGauge::new(p.reload.success_at.map(unix_secs).unwrap_or(0.0)).encode(m)?;
             if let Some(ok) = self.web_config_ok {
-                let mut m = enc.encode_descriptor(
+                let m = enc.encode_descriptor(
                     "mailflow_web_config_last_reload_successful",
                     "1 if the web config file (--web.config.file) last loaded; 0: the previous one is in force.",
                     None,
                     MetricType::Gauge,
                 )?;
-                ConstGauge::new(ok as i64).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
+                ConstGauge::new(ok as i64).encode(m)?;
             }
-            let mut m = enc.encode_descriptor(
+            let m = enc.encode_descriptor(
                 "mailflow_queue_clock_load_successful",
                 "1 if the queue clock file could be read at start (a missing file counts as read).",
                 None,
                 MetricType::Gauge,
             )?;
-            ConstGauge::new(p.state_load_ok as i64).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
+            ConstGauge::new(p.state_load_ok as i64).encode(m)?;
             let mut m = enc.encode_descriptor(
                 "mailflow_queue_clock_damaged_entries",
                 "Entries of the queue clock file that were unusable at start (skipped) or lay in the future (clamped to the start time).",
@@ -371,13 +367,13 @@ impl Collector for Scrape {
                 ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
                     .encode(m.encode_family(&[("action", action)])?)?;
             }
-            let mut m = enc.encode_descriptor(
+            let m = enc.encode_descriptor(
                 "mailflow_queue_clock_write_failures",
                 "Saves of the queue clock file that failed.",
                 None,
                 MetricType::Counter,
             )?;
-            ConstCounter::new(p.state_write_failures).encode(m.encode_family(&Vec::<(String, String)>::new())?)?;
+            ConstCounter::new(p.state_write_failures).encode(m)?;
             let mut m = enc.encode_descriptor(
                 "mailflow_build_info",
                 "Build information (value 1).",

@@ -14,3 +14,4 @@ mod smtp;
 mod support;
 mod taxonomy;
 mod tls;
+mod webface;

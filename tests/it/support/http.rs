@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One exchange with the exporter (a `/probe` runs a probe with 1 s step timeouts).
@@ -63,15 +63,28 @@ async fn exchange(addr: SocketAddr, method: &str, target: &str, accept: Option<&
 }
 
 async fn exchange_on(
-    mut s: TcpStream,
+    s: TcpStream,
     addr: SocketAddr,
     method: &str,
     target: &str,
     accept: Option<&str>,
 ) -> Result<Resp, String> {
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(a) = accept {
-        req += &format!("Accept: {a}\r\n");
+    let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+    exchange_with(s, &addr.to_string(), method, target, &headers).await
+}
+
+/// One request with extra headers over any stream (plain TCP or TLS), read to the end. A TLS
+/// peer that closes without close_notify after a complete response is not an error.
+pub async fn exchange_with<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Result<Resp, String> {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
     }
     if method == "POST" || method == "PUT" {
         req += "Content-Length: 0\r\n";
@@ -79,7 +92,11 @@ async fn exchange_on(
     req += "\r\n";
     s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.map_err(|e| format!("read: {e}"))?;
+    match s.read_to_end(&mut raw).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(format!("read: {e}")),
+    }
     parse_response(&raw).map_err(|e| format!("{method} {target}: {e}\n{}", String::from_utf8_lossy(&raw)))
 }
 

@@ -204,9 +204,26 @@ pub struct Exporter {
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
+/// When a started exporter counts as up.
+#[derive(Clone, Copy)]
+enum Ready {
+    Healthy,
+    Listening,
+}
+
 impl Exporter {
     /// `serve` on `config` with its state in `scratch/data` and info logging.
     pub async fn serve(scratch: &Scratch, config: &Path, extra: &[&str]) -> Exporter {
+        Exporter::serve_until(scratch, config, extra, Ready::Healthy).await
+    }
+
+    /// `serve` that counts as started once its port accepts TCP, for a locked-down HTTP face
+    /// (TLS or basic auth) that a plain `/-/healthy` cannot pass.
+    pub async fn serve_locked(scratch: &Scratch, config: &Path, extra: &[&str]) -> Exporter {
+        Exporter::serve_until(scratch, config, extra, Ready::Listening).await
+    }
+
+    async fn serve_until(scratch: &Scratch, config: &Path, extra: &[&str], ready: Ready) -> Exporter {
         let storage = scratch.path("data");
         let mut args: Vec<OsString> = vec![
             "serve".into(),
@@ -218,7 +235,7 @@ impl Exporter {
             "info".into(),
         ];
         args.extend(extra.iter().map(OsString::from));
-        Exporter::start(scratch, storage, &args).await
+        Exporter::start(scratch, storage, &args, ready).await
     }
 
     /// `demo` (the built-in fault lab) probing every second, with its files in `scratch/demo`.
@@ -237,14 +254,14 @@ impl Exporter {
         .map(OsString::from)
         .into();
         args.push(dir.clone().into());
-        Exporter::start(scratch, dir.join("data"), &args).await
+        Exporter::start(scratch, dir.join("data"), &args, Ready::Healthy).await
     }
 
     /// Starts the binary with `args` on a free port and waits until it is healthy. A lost race
     /// for the port is retried with another one; any other early exit fails the test.
-    async fn start(scratch: &Scratch, storage: PathBuf, args: &[OsString]) -> Exporter {
+    async fn start(scratch: &Scratch, storage: PathBuf, args: &[OsString], ready: Ready) -> Exporter {
         for _ in 0..3 {
-            match Exporter::try_start(scratch, &storage, args).await {
+            match Exporter::try_start(scratch, &storage, args, ready).await {
                 Ok(e) => return e,
                 Err(stderr) if stderr.contains("--web.listen-address") => continue,
                 Err(stderr) => panic!("exporter failed to start:\n{stderr}"),
@@ -253,7 +270,7 @@ impl Exporter {
         panic!("no free port for the exporter after 3 attempts");
     }
 
-    async fn try_start(scratch: &Scratch, storage: &Path, args: &[OsString]) -> Result<Exporter, String> {
+    async fn try_start(scratch: &Scratch, storage: &Path, args: &[OsString], ready: Ready) -> Result<Exporter, String> {
         let addr = free_port();
         let n = RUNS.fetch_add(1, Ordering::SeqCst);
         let stderr_path = scratch.path(&format!("stderr-{n}.log"));
@@ -280,9 +297,13 @@ impl Exporter {
             if let Some(status) = ex.child.try_wait().expect("try_wait") {
                 return Err(format!("exited with {status} before becoming healthy\n{}", ex.stderr()));
             }
-            if let Ok(r) = http::request(addr, "GET", "/-/healthy", None).await
-                && r.status == 200
-            {
+            let up = match ready {
+                Ready::Healthy => http::request(addr, "GET", "/-/healthy", None)
+                    .await
+                    .is_ok_and(|r| r.status == 200),
+                Ready::Listening => tokio::net::TcpStream::connect(addr).await.is_ok(),
+            };
+            if up {
                 return Ok(ex);
             }
             if Instant::now() > deadline {
