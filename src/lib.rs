@@ -14,5 +14,6 @@ pub mod import;
 pub mod lab;
 pub mod probe;
 pub mod taxonomy;
+pub mod tenant;
 pub mod timefmt;
 pub mod web;

@@ -5,11 +5,14 @@
 pub mod connector;
 pub mod names;
 mod raw;
+pub mod tenant;
 
 pub use connector::{Connector, ConnectorType, ProbeSpec, Routing, TlsSettings, normalize_enum};
 pub use names::{ConnectorName, DomainPattern, Host, HostName, HostPort, MAX_CONNECTOR_NAME_CHARS, NameError};
 
-use raw::{Dur, RawConfig, RawConnector};
+pub use tenant::{Credential, TenantConfig};
+
+use raw::{Dur, RawConfig, RawConnector, RawTenant};
 use serde_saphyr::Spanned;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -24,6 +27,8 @@ pub struct Config {
     pub extra_ca_files: Vec<PathBuf>,
     pub max_concurrent_probes: usize,
     pub connectors: Vec<Connector>,
+    /// Exchange Online's own view (`tenant:`), when configured.
+    pub tenant: Option<TenantConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +233,20 @@ impl Config {
             None => 32,
         };
 
+        let tenant = match &raw.tenant {
+            Some(t) => Some(build_tenant(&ctx, base, t)?),
+            None => None,
+        };
+        if raw.connectors.referenced == serde_saphyr::Location::UNKNOWN && !tenant.as_ref().is_some_and(|t| t.sync) {
+            return Err(ConfigError {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                field: "connectors".into(),
+                message: "missing: list connectors, or read them from the tenant with tenant.sync: true".into(),
+            });
+        }
+
         let mut connectors: Vec<Connector> = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (i, c) in raw.connectors.value.iter().enumerate() {
@@ -249,6 +268,7 @@ impl Config {
             extra_ca_files,
             max_concurrent_probes,
             connectors,
+            tenant,
         })
     }
 
@@ -291,6 +311,136 @@ fn check_timeout(ctx: &Ctx, d: &Spanned<Dur>, field: &str) -> Result<(), ConfigE
         return ctx.err(&d.referenced, field, "must be between 100ms and 5m");
     }
     Ok(())
+}
+
+fn build_tenant(ctx: &Ctx, base: &Path, st: &Spanned<RawTenant>) -> Result<TenantConfig, ConfigError> {
+    let t = &st.value;
+    let f = |name: &str| format!("tenant.{name}");
+    if let Some(s) = &t.client_secret {
+        return ctx.err(
+            &s.referenced,
+            f("client_secret"),
+            "secrets are not accepted in the file; use client_secret_file or client_secret_env",
+        );
+    }
+    let tenant_id = t.tenant_id.value.trim().to_ascii_lowercase();
+    if !tenant::is_guid(&tenant_id) && (HostName::parse(&tenant_id).is_err() || !tenant_id.contains('.')) {
+        return ctx.err(
+            &t.tenant_id.referenced,
+            f("tenant_id"),
+            "expected the directory ID (a GUID) or a verified domain",
+        );
+    }
+    let client_id = t.client_id.value.trim().to_ascii_lowercase();
+    if !tenant::is_guid(&client_id) {
+        return ctx.err(
+            &t.client_id.referenced,
+            f("client_id"),
+            "expected the application (client) ID, a GUID",
+        );
+    }
+    let path = |p: &Spanned<String>, field: &str| -> Result<PathBuf, ConfigError> {
+        let q = Path::new(p.value.trim());
+        let q = if q.is_absolute() { q.to_path_buf() } else { base.join(q) };
+        if !q.is_file() {
+            return ctx.err(&p.referenced, f(field), format!("no such file: {}", q.display()));
+        }
+        Ok(q)
+    };
+    let mut given = Vec::new();
+    if let Some(p) = &t.client_secret_file {
+        given.push((&p.referenced, Credential::SecretFile(path(p, "client_secret_file")?)));
+    }
+    if let Some(v) = &t.client_secret_env {
+        let name = v.value.trim();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return ctx.err(
+                &v.referenced,
+                f("client_secret_env"),
+                "expected an environment variable name",
+            );
+        }
+        given.push((&v.referenced, Credential::SecretEnv(name.to_string())));
+    }
+    match (&t.certificate_file, &t.private_key_file) {
+        (Some(c), Some(k)) => given.push((
+            &c.referenced,
+            Credential::Certificate {
+                cert_file: path(c, "certificate_file")?,
+                key_file: path(k, "private_key_file")?,
+            },
+        )),
+        (Some(c), None) => {
+            return ctx.err(
+                &c.referenced,
+                f("private_key_file"),
+                "certificate_file needs private_key_file",
+            );
+        }
+        (None, Some(k)) => {
+            return ctx.err(
+                &k.referenced,
+                f("certificate_file"),
+                "private_key_file needs certificate_file",
+            );
+        }
+        (None, None) => {}
+    }
+    if let Some(p) = &t.federated_token_file {
+        // Not checked for existence: the platform may mount it after the agent starts.
+        let q = Path::new(p.value.trim());
+        let q = if q.is_absolute() { q.to_path_buf() } else { base.join(q) };
+        given.push((&p.referenced, Credential::FederatedTokenFile(q)));
+    }
+    let credential = match given.len() {
+        1 => given.remove(0).1,
+        0 => {
+            return ctx.err(
+                &st.referenced,
+                "tenant",
+                "needs one credential: client_secret_file, client_secret_env, certificate_file + private_key_file, or federated_token_file",
+            );
+        }
+        _ => return ctx.err(given[1].0, "tenant", "give exactly one credential"),
+    };
+    let url = |u: &Option<Spanned<String>>, field: &str, default: &str| -> Result<String, ConfigError> {
+        match u {
+            None => Ok(default.to_string()),
+            Some(u) => tenant::base_url(&u.value).or_else(|m| ctx.err(&u.referenced, f(field), m)),
+        }
+    };
+    let interval = |d: &Option<Spanned<Dur>>, field: &str, default: Duration| -> Result<Duration, ConfigError> {
+        match d {
+            None => Ok(default),
+            Some(d) if d.value.0 < tenant::MIN_POLL_INTERVAL || d.value.0 > MAX_INTERVAL => {
+                ctx.err(&d.referenced, f(field), "must be between 5s and 24h")
+            }
+            Some(d) => Ok(d.value.0),
+        }
+    };
+    let details_per_5min = match &t.details_per_5min {
+        None => tenant::DEFAULT_DETAILS_PER_5MIN,
+        Some(n) if n.value > tenant::MAX_DETAILS_PER_5MIN => {
+            return ctx.err(
+                &n.referenced,
+                f("details_per_5min"),
+                format!("Microsoft allows {} per 5 minutes", tenant::MAX_DETAILS_PER_5MIN),
+            );
+        }
+        Some(n) => n.value,
+    };
+    Ok(TenantConfig {
+        tenant_id,
+        client_id,
+        credential,
+        login_url: url(&t.login_url, "login_url", tenant::DEFAULT_LOGIN_URL)?,
+        graph_url: url(&t.graph_url, "graph_url", tenant::DEFAULT_GRAPH_URL)?,
+        exchange_url: url(&t.exchange_url, "exchange_url", tenant::DEFAULT_EXCHANGE_URL)?,
+        poll_interval: interval(&t.poll_interval, "poll_interval", tenant::DEFAULT_POLL_INTERVAL)?,
+        sync: t.sync.unwrap_or(false),
+        sync_interval: interval(&t.sync_interval, "sync_interval", tenant::DEFAULT_SYNC_INTERVAL)?,
+        details_per_5min,
+    })
 }
 
 fn check_interval(ctx: &Ctx, d: &Spanned<Dur>, field: &str) -> Result<(), ConfigError> {
@@ -760,6 +910,46 @@ connectors:
             d,
             [Duration::from_secs(30), Duration::from_secs(1), Duration::from_secs(20)]
         );
+    }
+
+    #[test]
+    fn tenant_section() {
+        let dir = std::env::temp_dir().join(format!("mailflow-tenant-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("secret.txt"), "s3cret\n").expect("write");
+        let file = dir.join("c.yaml");
+        let parse = |text: &str| Config::parse(&file, text);
+        let head = "tenant:\n  tenant_id: 11111111-2222-3333-4444-555555555555\n  client_id: 66666666-7777-8888-9999-000000000000\n";
+        let c = parse(&format!(
+            "{head}  client_secret_file: secret.txt\n  login_url: https://127.0.0.1:8443/\n  poll_interval: 10s\n  sync: true\n"
+        ))
+        .expect("tenant config, connectors from the tenant");
+        let t = c.tenant.expect("tenant");
+        assert_eq!(t.credential, Credential::SecretFile(dir.join("secret.txt")));
+        assert_eq!(t.login_url, "https://127.0.0.1:8443");
+        assert_eq!(t.graph_url, tenant::DEFAULT_GRAPH_URL);
+        assert_eq!(t.poll_interval, Duration::from_secs(10));
+        assert!(t.sync && c.connectors.is_empty());
+
+        let e = parse(&format!("{head}  client_secret: hunter2\n")).expect_err("secret in the file");
+        assert_eq!(e.field, "tenant.client_secret");
+        assert!(e.message.contains("client_secret_file"), "{e}");
+        let e = parse(&format!("{head}  client_secret_file: secret.txt\n")).expect_err("no connectors, no sync");
+        assert_eq!(e.field, "connectors");
+        let e = parse(&format!(
+            "{head}  client_secret_env: X\n  federated_token_file: /t\nconnectors: []\n"
+        ))
+        .expect_err("two credentials");
+        assert_eq!(e.field, "tenant");
+        let e = parse("tenant:\n  tenant_id: x\n  client_id: y\n  client_secret_env: X\nconnectors: []\n")
+            .expect_err("bad ids");
+        assert_eq!((e.field.as_str(), e.line), ("tenant.tenant_id", 2), "{e}");
+        let e = parse(&format!(
+            "{head}  client_secret_env: X\n  graph_url: http://graph.test\nconnectors: []\n"
+        ))
+        .expect_err("plain http");
+        assert_eq!(e.field, "tenant.graph_url");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

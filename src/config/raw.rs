@@ -83,6 +83,40 @@ pub(super) struct RawConnector {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    pub(super) tenant_id: Spanned<String>,
+    pub(super) client_id: Spanned<String>,
+    #[serde(default)]
+    pub(super) client_secret_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) client_secret_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) certificate_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) private_key_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) federated_token_file: Option<Spanned<String>>,
+    /// Present only to refuse it with a clear message: secrets do not belong in the file.
+    #[serde(default)]
+    pub(super) client_secret: Option<Spanned<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    pub(super) login_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) graph_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) exchange_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) poll_interval: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) sync: Option<bool>,
+    #[serde(default)]
+    pub(super) sync_interval: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) details_per_5min: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) defaults: RawDefaults,
@@ -92,5 +126,17 @@ pub(super) struct RawConfig {
     pub(super) trust: RawTrust,
     #[serde(default)]
     pub(super) max_concurrent_probes: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub(super) tenant: Option<Spanned<RawTenant>>,
+    #[serde(default = "no_connectors")]
     pub(super) connectors: Spanned<Vec<Spanned<RawConnector>>>,
+}
+
+/// `connectors:` may be left out when they come from the tenant (`tenant.sync`).
+fn no_connectors() -> Spanned<Vec<Spanned<RawConnector>>> {
+    Spanned::new(
+        Vec::new(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
 }
