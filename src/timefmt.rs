@@ -26,6 +26,10 @@ pub fn from_unix_secs(s: f64) -> Option<SystemTime> {
         return None;
     }
     let d = Duration::try_from_secs_f64(s).ok()?;
+    // Below a nanosecond rounds to the epoch itself, which reads back as "no time".
+    if d.is_zero() {
+        return None;
+    }
     UNIX_EPOCH.checked_add(d)
 }
 
@@ -78,6 +82,7 @@ mod tests {
         assert_eq!(from_unix_secs(-1.0), None);
         assert_eq!(from_unix_secs(1.9e19), None, "beyond what a Duration holds");
         assert_eq!(from_unix_secs(1e300), None);
+        assert_eq!(from_unix_secs(1e-308), None, "rounds to the epoch: not a time");
         assert_eq!(rfc3339_unix(i64::MAX), None);
         assert_eq!(unix_secs_i64(UNIX_EPOCH - Duration::from_secs(5)), -5);
     }

@@ -3,6 +3,7 @@
 //! without losing either. Scrapes and the status page read copy-on-write snapshots.
 
 pub mod clock;
+pub mod exo;
 pub mod schedule;
 pub mod state;
 pub mod store;
@@ -12,6 +13,8 @@ pub use state::{BUCKETS, ConnectorState, HISTOGRAM_PHASES, HostStats, Recent};
 
 use crate::config::{Config, ConfigError, Connector};
 use crate::probe::{ProbeReport, Prober, ProberError, ProberOptions};
+use crate::tenant::{QueueRoute, Tenant};
+use exo::{ExoState, Synced};
 use clock::Clock;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -51,6 +54,12 @@ pub enum LoadError {
     Stuck { file: String },
     #[error("{file}: loading failed unexpectedly: {detail}")]
     Crashed { file: String, detail: String },
+    #[error("{file}: {source}")]
+    Tenant {
+        file: String,
+        #[source]
+        source: crate::tenant::TenantError,
+    },
 }
 
 /// What the scrape shows about the agent itself (not about connectors).
@@ -79,8 +88,20 @@ pub struct ReloadStatus {
 }
 
 struct Running {
+    /// The effective configuration: the file's connectors plus the tenant's (when synced).
     config: Arc<Config>,
+    /// The file as loaded.
+    file: Arc<Config>,
     prober: Arc<Prober>,
+    /// The tenant client, when `tenant:` is configured.
+    tenant: Option<Arc<Tenant>>,
+}
+
+/// What a load gives: the file's config, its prober, and the tenant client.
+struct Loaded {
+    cfg: Config,
+    prober: Prober,
+    tenant: Option<Tenant>,
 }
 
 pub struct AgentOptions {
@@ -113,6 +134,10 @@ pub struct Agent {
     /// with decides whether a reload must restart it.
     tasks: Mutex<HashMap<String, (Connector, tokio::task::AbortHandle)>>,
     max_initial_spread: Option<Duration>,
+    /// Exchange Online's view (tenant data), kept beside the probes' states.
+    exo: Mutex<ExoState>,
+    /// The tenant tasks (queue poll, sync) and the tenant config they were started for.
+    tenant_tasks: Mutex<Option<(crate::config::TenantConfig, Vec<tokio::task::AbortHandle>)>>,
     pub shutdown: CancellationToken,
 }
 
@@ -123,6 +148,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Reads the trust anchors and builds the prober a config asks for.
 pub fn build_prober(cfg: &Config) -> Result<Prober, LoadError> {
+    Ok(build(cfg)?.0)
+}
+
+/// The prober and the tenant client a config asks for (both trust the extra CA files).
+fn build(cfg: &Config) -> Result<(Prober, Option<Tenant>), LoadError> {
     let mut extra_ca = Vec::new();
     for f in &cfg.extra_ca_files {
         let pem = std::fs::read(f).map_err(|source| LoadError::CaFile {
@@ -131,15 +161,18 @@ pub fn build_prober(cfg: &Config) -> Result<Prober, LoadError> {
         })?;
         extra_ca.push((f.display().to_string(), pem));
     }
-    Prober::new(ProberOptions {
+    let file = || cfg.source.display().to_string();
+    let tenant = match &cfg.tenant {
+        Some(t) => Some(Tenant::new(t, &extra_ca).map_err(|source| LoadError::Tenant { file: file(), source })?),
+        None => None,
+    };
+    let prober = Prober::new(ProberOptions {
         dns_servers: cfg.dns_servers.clone(),
         extra_ca,
         ..ProberOptions::default()
     })
-    .map_err(|source| LoadError::Prober {
-        file: cfg.source.display().to_string(),
-        source,
-    })
+    .map_err(|source| LoadError::Prober { file: file(), source })?;
+    Ok((prober, tenant))
 }
 
 /// Merges a new configuration into the running states: removed connectors go, disabled ones
@@ -178,7 +211,7 @@ impl Agent {
     /// Loads the config (a failure here is fatal: exit code 2) and restores the queue clock.
     pub async fn new(opts: AgentOptions) -> Result<Arc<Agent>, LoadError> {
         let load_stuck = Arc::new(AtomicBool::new(false));
-        let (cfg, prober) = load_off_runtime(opts.config_path.clone(), load_stuck.clone()).await?;
+        let Loaded { cfg, prober, tenant } = load_off_runtime(opts.config_path.clone(), load_stuck.clone()).await?;
         let now = opts.clock.now();
         let mut state_load = (true, 0, 0);
         let mut streaks = Streaks::new();
@@ -231,9 +264,16 @@ impl Agent {
             config_path: opts.config_path,
             semaphore: Arc::new(Semaphore::new(cfg.max_concurrent_probes)),
             permits: Mutex::new(cfg.max_concurrent_probes),
+            exo: Mutex::new(ExoState {
+                poll_interval: cfg.tenant.as_ref().map(|t| t.poll_interval).unwrap_or_default(),
+                ..ExoState::default()
+            }),
+            tenant_tasks: Mutex::new(None),
             running: RwLock::new(Arc::new(Running {
+                file: Arc::new(cfg.clone()),
                 config: Arc::new(cfg),
                 prober: Arc::new(prober),
+                tenant: tenant.map(Arc::new),
             })),
             states: Mutex::new(states),
             probe_locks: Mutex::new(HashMap::new()),
@@ -266,6 +306,20 @@ impl Agent {
             .unwrap_or_else(|p| p.into_inner().prober.clone())
     }
 
+    fn running(&self) -> Arc<Running> {
+        self.running.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The tenant client, when configured.
+    pub fn tenant(&self) -> Option<Arc<Tenant>> {
+        self.running().tenant.clone()
+    }
+
+    /// Exchange Online's view as the agent holds it now.
+    pub fn exo(&self) -> ExoState {
+        lock(&self.exo).clone()
+    }
+
     pub fn reload_status(&self) -> ReloadStatus {
         *lock(&self.reload)
     }
@@ -289,8 +343,9 @@ impl Agent {
         lock(&self.states).get(name).cloned()
     }
 
-    /// Starts (or re-syncs) one probing task per enabled connector.
+    /// Starts (or re-syncs) one probing task per enabled connector, and the tenant tasks.
     pub fn start(self: &Arc<Self>) {
+        self.start_tenant();
         let cfg = self.config();
         let mut tasks = lock(&self.tasks);
         let wanted: HashMap<&str, &Connector> = cfg
@@ -412,7 +467,7 @@ impl Agent {
     /// a good one applies completely (states, limits, tasks) or not at all.
     pub async fn reload(self: &Arc<Self>) -> Result<(), LoadError> {
         let _one = self.reload_lock.lock().await;
-        let (cfg, prober) = match load_off_runtime(self.config_path.clone(), self.load_stuck.clone()).await {
+        let Loaded { cfg, prober, tenant } = match load_off_runtime(self.config_path.clone(), self.load_stuck.clone()).await {
             Err(e) => {
                 lock(&self.reload).ok = false;
                 tracing::error!(error = %e, "config reload failed; keeping the running config");
@@ -420,13 +475,22 @@ impl Agent {
             }
             Ok(x) => x,
         };
-        merge_states(&mut lock(&self.states), &cfg);
-        self.resize_permits(cfg.max_concurrent_probes);
+        let synced = lock(&self.exo).sync.clone();
+        let merged = exo::merge(&cfg, synced.as_deref());
+        merge_states(&mut lock(&self.states), &merged);
+        self.resize_permits(merged.max_concurrent_probes);
         {
             let mut r = self.running.write().unwrap_or_else(|p| p.into_inner());
+            // The tenant client carries a token cache: keep it while the tenant config is the same.
+            let tenant = match (&r.tenant, tenant) {
+                (Some(old), Some(_)) if r.file.tenant == cfg.tenant => Some(old.clone()),
+                (_, new) => new.map(Arc::new),
+            };
             *r = Arc::new(Running {
-                config: Arc::new(cfg),
+                config: Arc::new(merged),
+                file: Arc::new(cfg),
                 prober: Arc::new(prober),
+                tenant,
             });
         }
         *lock(&self.reload) = ReloadStatus {
@@ -437,6 +501,150 @@ impl Agent {
         self.start();
         tracing::info!(file = %self.config_path.display(), "config reloaded");
         Ok(())
+    }
+
+    /// Starts the queue poll (and the sync) for the configured tenant, restarting them when the
+    /// tenant config changed and stopping them when it went away.
+    fn start_tenant(self: &Arc<Self>) {
+        let running = self.running();
+        let mut tasks = lock(&self.tenant_tasks);
+        let wanted = running.file.tenant.clone();
+        if tasks.as_ref().map(|(c, _)| c) == wanted.as_ref() {
+            return;
+        }
+        if let Some((_, handles)) = tasks.take() {
+            handles.iter().for_each(|h| h.abort());
+        }
+        {
+            let mut exo = lock(&self.exo);
+            exo.poll_interval = wanted.as_ref().map(|t| t.poll_interval).unwrap_or_default();
+            if wanted.is_none() {
+                *exo = ExoState::default();
+            }
+        }
+        let (Some(cfg), Some(tenant)) = (wanted, running.tenant.clone()) else {
+            return;
+        };
+        let mut handles = vec![tokio::spawn(self.clone().poll_queue_loop(tenant.clone())).abort_handle()];
+        if cfg.sync {
+            handles.push(tokio::spawn(self.clone().sync_loop(tenant)).abort_handle());
+        }
+        *tasks = Some((cfg, handles));
+    }
+
+    /// Reads Microsoft's queue every poll interval; errors back off and keep the last good view.
+    async fn poll_queue_loop(self: Arc<Self>, tenant: Arc<Tenant>) {
+        let interval = tenant.config().poll_interval;
+        let mut failures = 0u32;
+        loop {
+            let cfg = self.config();
+            let routes: Vec<QueueRoute> = cfg
+                .connectors
+                .iter()
+                .filter(|c| c.enabled)
+                .map(|c| QueueRoute {
+                    connector: c.name().to_string(),
+                    recipient_domains: c.probe.recipient_domains.clone(),
+                })
+                .collect();
+            let window = cfg.defaults.message_expiration;
+            let wait = match tenant.poll_queue(&routes, window, self.clock.now()).await {
+                Ok(view) => {
+                    failures = 0;
+                    tracing::debug!(pending = view.pending, traces = view.traces_read, "Exchange Online queue read");
+                    let mut exo = lock(&self.exo);
+                    exo.view = Some(Arc::new(view));
+                    exo.last_poll_ok = Some(true);
+                    exo.last_poll_error = None;
+                    interval
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, "reading Exchange Online's queue failed; keeping the last good data");
+                    let mut exo = lock(&self.exo);
+                    exo.last_poll_ok = Some(false);
+                    exo.last_poll_error = Some(exo::describe(&e));
+                    exo::backoff(&e, failures, interval)
+                }
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Reads the tenant's connectors, message expiration and accepted domains on an interval,
+    /// and merges them into the running configuration. A failed sync keeps the last good set.
+    async fn sync_loop(self: Arc<Self>, tenant: Arc<Tenant>) {
+        let interval = tenant.config().sync_interval;
+        let mut failures = 0u32;
+        loop {
+            let wait = match tenant.sync(self.clock.now()).await {
+                Ok(view) => {
+                    let defaults = self.running().file.defaults.clone();
+                    match exo::connectors_from_sync(&view.connectors, &defaults) {
+                        Ok(connectors) => {
+                            failures = 0;
+                            tracing::info!(connectors = connectors.len(), "tenant configuration read");
+                            let synced = Synced {
+                                at: view.fetched_at,
+                                connectors,
+                                message_expiration: view.message_expiration,
+                                accepted_domains: view.accepted_domains,
+                            };
+                            {
+                                let mut exo = lock(&self.exo);
+                                exo.sync = Some(Arc::new(synced));
+                                exo.last_sync_ok = Some(true);
+                                exo.last_sync_error = None;
+                            }
+                            self.apply_sync();
+                            interval
+                        }
+                        Err(e) => {
+                            failures = failures.saturating_add(1);
+                            tracing::warn!(error = %e, "the tenant's connectors could not be imported; keeping the last good set");
+                            let mut exo = lock(&self.exo);
+                            exo.last_sync_ok = Some(false);
+                            exo.last_sync_error = Some(crate::probe::escape(&e, 300));
+                            interval
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, "reading the tenant's configuration failed; keeping the last good set");
+                    let mut exo = lock(&self.exo);
+                    exo.last_sync_ok = Some(false);
+                    exo.last_sync_error = Some(exo::describe(&e));
+                    exo::backoff(&e, failures, interval)
+                }
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Re-merges the file's connectors with the last sync, as a reload would (without reading
+    /// the file again).
+    fn apply_sync(self: &Arc<Self>) {
+        let synced = lock(&self.exo).sync.clone();
+        {
+            let mut r = self.running.write().unwrap_or_else(|p| p.into_inner());
+            let merged = exo::merge(&r.file, synced.as_deref());
+            merge_states(&mut lock(&self.states), &merged);
+            *r = Arc::new(Running {
+                config: Arc::new(merged),
+                file: r.file.clone(),
+                prober: r.prober.clone(),
+                tenant: r.tenant.clone(),
+            });
+        }
+        self.persist();
+        self.start();
     }
 
     /// Applies a new max_concurrent_probes: grows at once, shrinks as running probes finish.
@@ -462,6 +670,9 @@ impl Agent {
         for (_, (_, h)) in lock(&self.tasks).drain() {
             h.abort();
         }
+        if let Some((_, handles)) = lock(&self.tenant_tasks).take() {
+            handles.iter().for_each(|h| h.abort());
+        }
         if let Some(w) = &self.writer
             && !w.flush(Duration::from_secs(5))
         {
@@ -472,12 +683,12 @@ impl Agent {
 
 /// Reads and validates the config and builds its prober on a blocking thread, within
 /// [`LOAD_TIMEOUT`]. While a read is stuck, later loads fail at once instead of piling up threads.
-async fn load_off_runtime(path: PathBuf, stuck: Arc<AtomicBool>) -> Result<(Config, Prober), LoadError> {
+async fn load_off_runtime(path: PathBuf, stuck: Arc<AtomicBool>) -> Result<Loaded, LoadError> {
     let file = path.display().to_string();
     let load = move || {
-        Config::load(&path)
-            .map_err(LoadError::from)
-            .and_then(|cfg| build_prober(&cfg).map(|p| (cfg, p)))
+        let cfg = Config::load(&path)?;
+        let (prober, tenant) = build(&cfg)?;
+        Ok(Loaded { cfg, prober, tenant })
     };
     off_runtime(file, stuck, LOAD_TIMEOUT, load).await
 }

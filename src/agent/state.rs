@@ -230,6 +230,20 @@ impl ConnectorState {
     pub fn time_left(&self, now: SystemTime) -> Duration {
         self.expiration.saturating_sub(self.queue_age(now))
     }
+
+    /// The queue clock with Exchange Online's own data preferred: `microsoft` is `Some` when
+    /// fresh tenant data exists, holding the oldest pending message's receipt time (`None`:
+    /// Microsoft holds nothing for this connector). Without tenant data, the probe's model.
+    pub fn queue_age_seen(&self, now: SystemTime, microsoft: Option<Option<SystemTime>>) -> Duration {
+        match microsoft {
+            Some(oldest) => queue_age(oldest, now, self.expiration),
+            None => self.queue_age(now),
+        }
+    }
+
+    pub fn time_left_seen(&self, now: SystemTime, microsoft: Option<Option<SystemTime>>) -> Duration {
+        self.expiration.saturating_sub(self.queue_age_seen(now, microsoft))
+    }
 }
 
 /// Messages older than the expiration have bounced already, so the oldest one still held is

@@ -167,9 +167,29 @@ pub struct ProbeSpec {
     pub deadline: Duration,
 }
 
+/// Where a connector's definition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ConnectorSource {
+    /// The config file.
+    #[default]
+    File,
+    /// The tenant, read through the admin API (`tenant.sync`).
+    Tenant,
+}
+
+impl ConnectorSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorSource::File => "file",
+            ConnectorSource::Tenant => "tenant",
+        }
+    }
+}
+
 /// A validated connector: the probe plus scheduling and labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Connector {
+    pub source: ConnectorSource,
     pub enabled: bool,
     pub connector_type: ConnectorType,
     pub interval: Duration,

@@ -7,7 +7,7 @@ pub mod names;
 mod raw;
 pub mod tenant;
 
-pub use connector::{Connector, ConnectorType, ProbeSpec, Routing, TlsSettings, normalize_enum};
+pub use connector::{Connector, ConnectorSource, ConnectorType, ProbeSpec, Routing, TlsSettings, normalize_enum};
 pub use names::{ConnectorName, DomainPattern, Host, HostName, HostPort, MAX_CONNECTOR_NAME_CHARS, NameError};
 
 pub use tenant::{Credential, TenantConfig};
@@ -630,6 +630,7 @@ fn build_connector(
         None => defaults.helo.clone(),
     };
     Ok(Connector {
+        source: ConnectorSource::File,
         enabled: c.enabled.unwrap_or(true),
         connector_type: c.connector_type.unwrap_or_default(),
         interval,

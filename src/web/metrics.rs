@@ -5,7 +5,9 @@
 //! Output is OpenMetrics when the scraper asks for it, else Prometheus text 0.0.4 (which
 //! `promtool check metrics` and older scrapers read).
 
+use crate::agent::exo::ExoState;
 use crate::agent::{ConnectorState, SelfStatus};
+use crate::tenant::api::{ApiName, Outcome};
 use crate::taxonomy::{Code, Reason};
 use crate::timefmt::unix_secs;
 use prometheus_client::collector::Collector;
@@ -17,7 +19,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 impl EncodeLabelValue for Code {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
@@ -89,6 +91,7 @@ struct InfoLabels {
     tls_domain: String,
     enabled: &'static str,
     test_mode: &'static str,
+    source: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,10 +108,21 @@ pub struct Scrape {
     pub process: Option<SelfStatus>,
     /// Whether the web config file last loaded (None: no file).
     pub web_config_ok: Option<bool>,
+    /// Exchange Online's view, when a tenant is configured.
+    pub exo: Option<ExoScrape>,
 }
 
-/// Reads one per-connector gauge value from the state at `now`.
-type GaugeFn = fn(&ConnectorState, SystemTime) -> Option<f64>;
+/// What a scrape shows of the tenant integration.
+#[derive(Debug, Clone)]
+pub struct ExoScrape {
+    pub state: ExoState,
+    pub requests: Vec<((ApiName, Outcome), u64)>,
+    pub sync_enabled: bool,
+}
+
+/// Reads one per-connector gauge value from the state at `now`, given Microsoft's oldest pending
+/// message when fresh tenant data exists.
+type GaugeFn = fn(&ConnectorState, SystemTime, Option<Option<SystemTime>>) -> Option<f64>;
 
 fn b(v: bool) -> &'static str {
     if v { "true" } else { "false" }
@@ -274,33 +288,35 @@ impl Collector for Scrape {
             (
                 "mailflow_connector_failing_since_timestamp_seconds",
                 "Start of the current failure streak (first failed probe after a success); 0 when healthy.",
-                |c, _| c.last.as_ref().map(|_| c.failing_since.map(unix_secs).unwrap_or(0.0)),
+                |c, _, _| c.last.as_ref().map(|_| c.failing_since.map(unix_secs).unwrap_or(0.0)),
             ),
             (
                 "mailflow_connector_queue_oldest_age_seconds",
-                "Age of the oldest message Exchange Online would now hold for this connector; 0 when healthy.",
-                |c, now| Some(c.queue_age(now).as_secs_f64()),
+                "Age of the oldest message Exchange Online holds for this connector (its own data when fresh, else the probe's model); 0 when none.",
+                |c, now, ms| Some(c.queue_age_seen(now, ms).as_secs_f64()),
             ),
             (
                 "mailflow_connector_queue_time_left_seconds",
                 "Time before the oldest held message expires and its sender gets an NDR.",
-                |c, now| Some(c.time_left(now).as_secs_f64()),
+                |c, now, ms| Some(c.time_left_seen(now, ms).as_secs_f64()),
             ),
             (
                 "mailflow_connector_queue_expiry_seconds",
-                "Configured message expiration (Exchange Online default 24 h, allowed 12-24 h).",
-                |c, _| Some(c.expiration.as_secs_f64()),
+                "Message expiration (the tenant's when synced; Exchange Online default 24 h, allowed 12-24 h).",
+                |c, _, _| Some(c.expiration.as_secs_f64()),
             ),
             (
                 "mailflow_connector_last_probe_timestamp_seconds",
                 "When the connector was last probed.",
-                |c, _| c.last_at.map(unix_secs),
+                |c, _, _| c.last_at.map(unix_secs),
             ),
         ];
+        let exo = self.exo.as_ref().map(|e| &e.state);
         for (name, help, f) in per_connector {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for c in cs {
-                if let Some(v) = f(c, now) {
+                let ms = exo.and_then(|e| e.oldest(c.connector.name(), now));
+                if let Some(v) = f(c, now, ms) {
                     ConstGauge::new(v).encode(m.encode_family(&ConnectorLabels {
                         connector: c.connector.name().to_string(),
                     })?)?;
@@ -323,8 +339,12 @@ impl Collector for Scrape {
                 tls_domain: k.probe.tls_domain.as_ref().map(|d| d.to_string()).unwrap_or_default(),
                 enabled: b(k.enabled),
                 test_mode: b(k.test_mode),
+                source: k.source.as_str(),
             };
             ConstGauge::new(1).encode(m.encode_family(&l)?)?;
+        }
+        if let Some(x) = &self.exo {
+            encode_exo(&mut enc, x, cs, now)?;
         }
         if let Some(p) = &self.process {
             let m = enc.encode_descriptor(
@@ -386,6 +406,147 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExoCodeLabels {
+    connector: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    api: &'static str,
+    outcome: &'static str,
+}
+
+/// Exchange Online's view: Microsoft's queue per connector (the last good read, however old:
+/// `mailflow_exo_last_success_timestamp_seconds` says how old), requests, sync, and where the
+/// two views disagree.
+fn encode_exo(enc: &mut DescriptorEncoder, x: &ExoScrape, cs: &[&ConnectorState], now: SystemTime) -> Result<(), std::fmt::Error> {
+    let view = x.state.view.as_deref();
+    let gauge = |enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64| -> Result<(), std::fmt::Error> {
+        let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(v).encode(m)
+    };
+    let mut m = enc.encode_descriptor(
+        "mailflow_exo_pending_messages",
+        "Messages Exchange Online holds (status pending) by connector and by the code of their last defer reason (unknown: not fetched).",
+        None,
+        MetricType::Gauge,
+    )?;
+    if let Some(v) = view {
+        for (connector, q) in &v.connectors {
+            for (code, n) in &q.pending {
+                let l = ExoCodeLabels {
+                    connector: connector.clone(),
+                    code: code.as_str(),
+                };
+                ConstGauge::new(i64::try_from(*n).unwrap_or(i64::MAX)).encode(m.encode_family(&l)?)?;
+            }
+        }
+    }
+    // Age and time left for every enabled connector (0 / the full expiration when nothing is
+    // held), so alerts see a series that goes back to normal.
+    for (name, help, left) in [
+        (
+            "mailflow_exo_oldest_pending_age_seconds",
+            "Age of the oldest message Exchange Online holds for the connector, by its own data; 0 when none.",
+            false,
+        ),
+        (
+            "mailflow_exo_oldest_pending_time_left_seconds",
+            "Time before Exchange Online's oldest held message for the connector expires and its sender gets an NDR.",
+            true,
+        ),
+    ] {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        if let Some(v) = view {
+            let mut names: Vec<(&str, Duration)> = cs.iter().map(|c| (c.connector.name(), c.expiration)).collect();
+            let default_expiration = cs.first().map(|c| c.expiration).unwrap_or(Duration::from_secs(86_400));
+            if v.connectors.contains_key(crate::tenant::UNATTRIBUTED) {
+                names.push((crate::tenant::UNATTRIBUTED, default_expiration));
+            }
+            for (name, expiration) in names {
+                let oldest = v.connectors.get(name).and_then(|q| q.oldest_received);
+                let age = crate::agent::state::queue_age(oldest, now, expiration);
+                let value = if left { expiration.saturating_sub(age) } else { age };
+                ConstGauge::new(value.as_secs_f64()).encode(m.encode_family(&ConnectorLabels {
+                    connector: name.to_string(),
+                })?)?;
+            }
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "mailflow_connector_vantage_mismatch",
+        "1 when Exchange Online holds mail for the connector while this agent's probe delivers (Microsoft's addresses or route are treated differently).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for c in cs {
+        let q = x.state.queue(c.connector.name(), now);
+        let mismatch = crate::agent::exo::vantage_mismatch(q, c.delivered());
+        if x.state.fresh_view(now).is_some() {
+            ConstGauge::new(mismatch as i64).encode(m.encode_family(&ConnectorLabels {
+                connector: c.connector.name().to_string(),
+            })?)?;
+        }
+    }
+    let success = view.map(|v| unix_secs(v.fetched_at)).unwrap_or(0.0);
+    gauge(
+        enc,
+        "mailflow_exo_last_success_timestamp_seconds",
+        "When Exchange Online's queue was last read successfully (0: never).",
+        success,
+    )?;
+    gauge(
+        enc,
+        "mailflow_exo_poll_successful",
+        "1 if the last read of Exchange Online's queue succeeded.",
+        (x.state.last_poll_ok == Some(true)) as i64 as f64,
+    )?;
+    let mut m = enc.encode_descriptor(
+        "mailflow_exo_requests",
+        "Requests to Microsoft's endpoints by API and outcome.",
+        None,
+        MetricType::Counter,
+    )?;
+    for api in ApiName::ALL {
+        for outcome in Outcome::ALL {
+            let n = x
+                .requests
+                .iter()
+                .find(|((a, o), _)| *a == api && *o == outcome)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            ConstCounter::new(n).encode(m.encode_family(&RequestLabels {
+                api: api.as_str(),
+                outcome: outcome.as_str(),
+            })?)?;
+        }
+    }
+    if x.sync_enabled {
+        let sync = x.state.sync.as_deref();
+        gauge(
+            enc,
+            "mailflow_exo_sync_successful",
+            "1 if the last read of the tenant's connectors, message expiration and accepted domains succeeded.",
+            (x.state.last_sync_ok == Some(true)) as i64 as f64,
+        )?;
+        gauge(
+            enc,
+            "mailflow_exo_sync_last_success_timestamp_seconds",
+            "When the tenant's configuration was last read successfully (0: never).",
+            sync.map(|s| unix_secs(s.at)).unwrap_or(0.0),
+        )?;
+        gauge(
+            enc,
+            "mailflow_exo_synced_connectors",
+            "Connectors read from the tenant (those also in the file are probed as the file says).",
+            sync.map(|s| s.connectors.len() as f64).unwrap_or(0.0),
+        )?;
+    }
+    Ok(())
 }
 
 pub fn encode_openmetrics(scrape: Scrape) -> String {

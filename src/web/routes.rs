@@ -2,7 +2,7 @@
 //! the status page at `/`. Each handler only reads the agent and renders.
 
 use super::HttpOptions;
-use super::metrics::{Scrape, encode_openmetrics, to_prometheus_text};
+use super::metrics::{ExoScrape, Scrape, encode_openmetrics, to_prometheus_text};
 use super::webconfig::{AuthError, CHALLENGE};
 use crate::agent::{Agent, ConnectorState, OnDemandError};
 use crate::config::{Connector, DomainPattern, HostPort, ProbeSpec, Routing, TlsSettings};
@@ -84,6 +84,7 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 connectors: agent.snapshot(),
                 process: Some(agent.self_status()),
                 web_config_ok: ctx.opts.web.last_ok(),
+                exo: exo_scrape(agent),
             };
             metrics_response(scrape, openmetrics)
         }
@@ -122,6 +123,16 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
             "not found: try /, /metrics, /probe?connector=NAME, /-/healthy\n",
         ),
     }
+}
+
+/// The tenant part of a scrape, when a tenant is configured.
+fn exo_scrape(agent: &Agent) -> Option<ExoScrape> {
+    let tenant = agent.tenant()?;
+    Some(ExoScrape {
+        state: agent.exo(),
+        requests: tenant.requests(),
+        sync_enabled: tenant.config().sync,
+    })
 }
 
 fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
@@ -183,6 +194,7 @@ async fn probe(ctx: &Ctx, query: &[(String, String)], openmetrics: bool) -> Resp
                 connectors,
                 process: None,
                 web_config_ok: None,
+                exo: None,
             },
             openmetrics,
         );
@@ -235,6 +247,7 @@ async fn adhoc(
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     };
     let connector = Connector {
+        source: Default::default(),
         enabled: true,
         connector_type: Default::default(),
         interval: cfg.defaults.interval,
@@ -268,6 +281,7 @@ async fn adhoc(
             connectors: vec![Arc::new(st)],
             process: None,
             web_config_ok: None,
+            exo: None,
         },
         openmetrics,
     )

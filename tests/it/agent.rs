@@ -1022,6 +1022,7 @@ async fn labels_are_bounded() {
                 }
                 "enabled" | "test_mode" => v == "true" || v == "false",
                 "action" => ["skipped", "clamped"].contains(&v.as_str()),
+                "source" => ["file", "tenant"].contains(&v.as_str()),
                 "subject" | "issuer" | "serial" | "version" | "cipher" | "tls_domain" => true,
                 other => panic!("unexpected label {other}={v:?} on {}", s.name),
             };
