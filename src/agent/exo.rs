@@ -75,7 +75,9 @@ pub fn vantage_mismatch(queue: Option<&ConnectorQueue>, probe_delivers: Option<b
 /// The migrated-tenant case: the probe is refused (4.4.316) on an on-premises connector whose
 /// recipient domain is still InternalRelay. Returns that domain.
 pub fn migrated_domain<'a>(exo: &'a ExoState, connector: &Connector, probe_code: Option<Code>) -> Option<&'a str> {
-    if probe_code != Some(Code::ConnectionRefused) || connector.connector_type != crate::config::ConnectorType::OnPremises {
+    if probe_code != Some(Code::ConnectionRefused)
+        || connector.connector_type != crate::config::ConnectorType::OnPremises
+    {
         return None;
     }
     connector

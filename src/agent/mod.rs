@@ -14,8 +14,8 @@ pub use state::{BUCKETS, ConnectorState, HISTOGRAM_PHASES, HostStats, Recent};
 use crate::config::{Config, ConfigError, Connector};
 use crate::probe::{ProbeReport, Prober, ProberError, ProberOptions};
 use crate::tenant::{QueueRoute, Tenant};
-use exo::{ExoState, Synced};
 use clock::Clock;
+use exo::{ExoState, Synced};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -467,14 +467,15 @@ impl Agent {
     /// a good one applies completely (states, limits, tasks) or not at all.
     pub async fn reload(self: &Arc<Self>) -> Result<(), LoadError> {
         let _one = self.reload_lock.lock().await;
-        let Loaded { cfg, prober, tenant } = match load_off_runtime(self.config_path.clone(), self.load_stuck.clone()).await {
-            Err(e) => {
-                lock(&self.reload).ok = false;
-                tracing::error!(error = %e, "config reload failed; keeping the running config");
-                return Err(e);
-            }
-            Ok(x) => x,
-        };
+        let Loaded { cfg, prober, tenant } =
+            match load_off_runtime(self.config_path.clone(), self.load_stuck.clone()).await {
+                Err(e) => {
+                    lock(&self.reload).ok = false;
+                    tracing::error!(error = %e, "config reload failed; keeping the running config");
+                    return Err(e);
+                }
+                Ok(x) => x,
+            };
         let synced = lock(&self.exo).sync.clone();
         let merged = exo::merge(&cfg, synced.as_deref());
         merge_states(&mut lock(&self.states), &merged);
@@ -551,7 +552,11 @@ impl Agent {
             let wait = match tenant.poll_queue(&routes, window, self.clock.now()).await {
                 Ok(view) => {
                     failures = 0;
-                    tracing::debug!(pending = view.pending, traces = view.traces_read, "Exchange Online queue read");
+                    tracing::debug!(
+                        pending = view.pending,
+                        traces = view.traces_read,
+                        "Exchange Online queue read"
+                    );
                     let mut exo = lock(&self.exo);
                     exo.view = Some(Arc::new(view));
                     exo.last_poll_ok = Some(true);

@@ -7,8 +7,8 @@
 
 use crate::agent::exo::ExoState;
 use crate::agent::{ConnectorState, SelfStatus};
-use crate::tenant::api::{ApiName, Outcome};
 use crate::taxonomy::{Code, Reason};
+use crate::tenant::api::{ApiName, Outcome};
 use crate::timefmt::unix_secs;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -423,7 +423,12 @@ struct RequestLabels {
 /// Exchange Online's view: Microsoft's queue per connector (the last good read, however old:
 /// `mailflow_exo_last_success_timestamp_seconds` says how old), requests, sync, and where the
 /// two views disagree.
-fn encode_exo(enc: &mut DescriptorEncoder, x: &ExoScrape, cs: &[&ConnectorState], now: SystemTime) -> Result<(), std::fmt::Error> {
+fn encode_exo(
+    enc: &mut DescriptorEncoder,
+    x: &ExoScrape,
+    cs: &[&ConnectorState],
+    now: SystemTime,
+) -> Result<(), std::fmt::Error> {
     let view = x.state.view.as_deref();
     let gauge = |enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64| -> Result<(), std::fmt::Error> {
         let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
