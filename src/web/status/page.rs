@@ -45,7 +45,46 @@ pub struct StatusView {
     pub last_reload_ok: bool,
     /// e.g. "demo mode: loopback fault servers"
     pub listen_note: Option<String>,
+    /// Exchange Online's view, when a tenant is configured.
+    pub tenant: Option<TenantBanner>,
     pub connectors: Vec<ConnectorView>,
+}
+
+/// How the tenant integration is doing (the page header).
+#[derive(Debug, Clone)]
+pub struct TenantBanner {
+    /// When Microsoft's queue was last read successfully.
+    pub last_success: Option<SystemTime>,
+    /// Whether the last read succeeded (None: not yet tried).
+    pub ok: Option<bool>,
+    /// The last read's error, escaped.
+    pub error: Option<String>,
+    /// With `tenant.sync`: when the tenant's configuration was last read, how many connectors
+    /// it gave, and the last error.
+    pub sync: Option<SyncBanner>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncBanner {
+    pub ok: Option<bool>,
+    pub at: Option<SystemTime>,
+    pub connectors: usize,
+    pub error: Option<String>,
+}
+
+/// Microsoft's queue for one connector, beside the probe's view.
+#[derive(Debug, Clone)]
+pub struct MicrosoftView {
+    pub held: u64,
+    /// Held messages by code (`4.4.316`, …, `unknown`).
+    pub by_code: Vec<(String, u64)>,
+    pub oldest_age: Option<Duration>,
+    /// Microsoft's last defer reason line for the connector, escaped.
+    pub reason: Option<String>,
+    pub server: Option<String>,
+    pub ip: Option<String>,
+    /// The data is older than two poll intervals.
+    pub stale: bool,
 }
 
 /// The state of one connector as the page shows it.
@@ -110,6 +149,12 @@ pub struct ConnectorView {
     /// Newest first.
     pub recent: Vec<Recent>,
     pub warnings: Vec<String>,
+    /// Exchange Online's own view (None without a tenant).
+    pub microsoft: Option<MicrosoftView>,
+    /// Microsoft holds mail while the probe delivers.
+    pub mismatch: bool,
+    /// The migrated-tenant fix, when the probe is refused and the domain is still InternalRelay.
+    pub migrated_fix: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -330,12 +375,13 @@ fn unique_ids(connectors: &[ConnectorView]) -> Vec<String> {
         .collect()
 }
 
-const COLUMNS: [&str; 9] = [
+const COLUMNS: [&str; 10] = [
     "State",
     "Connector",
     "Routing",
     "TLS",
     "Code",
+    "Exchange Online",
     "Failing since",
     "Queue age",
     "Time left before NDR",
@@ -393,6 +439,7 @@ fn page(v: &StatusView) -> Markup {
                     @if let Some(note) = &v.listen_note {
                         p.note { "ℹ " (note) }
                     }
+                    @if let Some(t) = &v.tenant { (tenant_banner(t, now)) }
                 }
                 main {
                     p.summary {
@@ -405,7 +452,7 @@ fn page(v: &StatusView) -> Markup {
                         caption { "Outbound connectors, as Exchange Online would deliver to them now" }
                         thead { tr { @for h in COLUMNS { th scope="col" { (h) } } } }
                         @if v.connectors.is_empty() {
-                            tbody { tr { td colspan="9" class="muted" { "No connectors configured." } } }
+                            tbody { tr { td colspan="10" class="muted" { "No connectors configured." } } }
                         }
                         @for (c, id) in v.connectors.iter().zip(&ids) {
                             (connector(c, id, now))
@@ -441,6 +488,7 @@ fn connector(c: &ConnectorView, id: &str, now: SystemTime) -> Markup {
                 td { (c.routing) }
                 td { (c.tls_settings) }
                 td { (code_cell(c)) }
+                (microsoft_cell(c))
                 @match c.failing_since {
                     Some(t) => { td { (time_tag(t)) br; small { (relative(now, t)) } } }
                     None => { td.muted { "—" } }
@@ -483,6 +531,58 @@ fn code_cell(c: &ConnectorView) -> Markup {
                     ViewState::Pending => { span.muted { "awaiting first probe" } }
                     ViewState::Disabled => { span.muted { "not probed" } }
                 }
+            }
+        }
+    }
+}
+
+/// Microsoft's queue for the connector, next to the probe's code.
+fn microsoft_cell(c: &ConnectorView) -> Markup {
+    html! {
+        @match &c.microsoft {
+            None => { td.muted { "—" } }
+            Some(m) if m.held == 0 => {
+                td { span.good { "nothing held" } @if m.stale { br; small.warn { "(data is stale)" } } }
+            }
+            Some(m) => {
+                td {
+                    strong.bad { (m.held) " held" }
+                    @if let Some(age) = m.oldest_age { br; small { "oldest " (format_duration(age)) } }
+                    br;
+                    small.mono {
+                        @for (i, (code, n)) in m.by_code.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            (code) " ×" (n)
+                        }
+                    }
+                    @if m.stale { br; small.warn { "(data is stale)" } }
+                    @if c.mismatch { br; span.tag.bad title="Microsoft holds mail while the probe delivers" { "views disagree" } }
+                }
+            }
+        }
+    }
+}
+
+/// The tenant integration's health, in the header.
+fn tenant_banner(t: &TenantBanner, now: SystemTime) -> Markup {
+    html! {
+        p.meta.tenant {
+            "Exchange Online's queue: "
+            @match (t.ok, t.last_success) {
+                (_, Some(at)) if t.ok == Some(true) => { span.good { "read " (relative(now, at)) } }
+                (Some(false), Some(at)) => { strong.bad { "⚠ reading fails" } " (last good read " (relative(now, at)) ")" }
+                (Some(false), None) => { strong.bad { "⚠ never read" } }
+                _ => { span.muted { "not read yet" } }
+            }
+            @if let Some(e) = &t.error { " · " small { (e) } }
+            @if let Some(s) = &t.sync {
+                " · connectors from the tenant: "
+                @match (s.ok, s.at) {
+                    (Some(true), Some(at)) => { span.good { (s.connectors) " read " (relative(now, at)) } }
+                    (Some(false), _) => { strong.bad { "⚠ sync fails" } " (keeping the last good set of " (s.connectors) ")" }
+                    _ => { span.muted { "not read yet" } }
+                }
+                @if let Some(e) = &s.error { " · " small { (e) } }
             }
         }
     }
@@ -555,13 +655,29 @@ fn detail_row(c: &ConnectorView, id: &str, now: SystemTime) -> Markup {
     html! {
         tr.detail data-connector=(id) {
             td {}
-            td colspan="8" {
+            td colspan="9" {
                 @if failing {
                     @if let Some(m) = &c.message { p.msg { (m) } }
                     p.fix {
                         strong { "How to fix " abbr title=(code.title()) { (code.as_str()) } ":" }
                         " " (code.fix())
                     }
+                }
+                @if let Some(m) = &c.microsoft && let Some(reason) = &m.reason {
+                    p.msg {
+                        strong { "Exchange Online: " } (reason)
+                        @if let Some(s) = &m.server { " · server " (s) }
+                        @if let Some(ip) = &m.ip { " · " (ip) }
+                    }
+                }
+                @if c.mismatch {
+                    p.fix.mismatch {
+                        strong { "The two views disagree: " }
+                        "Exchange Online holds mail for this connector, but this agent's probe is delivered.                          Something admits the agent but not Microsoft 365's addresses (a firewall or                          connection filter: allow Microsoft 365's outbound IP ranges on port 25), or                          Exchange Online takes a route the agent does not (another MX, a smart host                          changed in the tenant)."
+                    }
+                }
+                @if let Some(fix) = &c.migrated_fix {
+                    p.fix.migrated { strong { "Migrated to Exchange Online? " } (fix) }
                 }
                 @if !c.warnings.is_empty() {
                     ul.warnings { @for w in &c.warnings { li { "⚠ " (w) } } }
@@ -694,6 +810,9 @@ mod tests {
             attempts: Vec::new(),
             recent: Vec::new(),
             warnings: Vec::new(),
+            microsoft: None,
+            mismatch: false,
+            migrated_fix: None,
         }
     }
 
@@ -778,6 +897,7 @@ mod tests {
             config_file: "/etc/mailflow/config.yaml".to_string(),
             last_reload_ok,
             listen_note: Some("demo mode: loopback fault servers".to_string()),
+            tenant: None,
             connectors: vec![ok, failing, pending, disabled],
         }
     }
@@ -825,6 +945,7 @@ mod tests {
             config_file: "c".into(),
             last_reload_ok: true,
             listen_note: None,
+            tenant: None,
             connectors: vec![connector("A b", ViewState::Ok), connector("a-B", ViewState::Ok)],
         });
         assert!(page.contains("id=\"connector-a-b\""));
@@ -932,6 +1053,17 @@ mod tests {
             config_file: hostile("config_file"),
             last_reload_ok,
             listen_note: Some(hostile("listen_note")),
+            tenant: Some(TenantBanner {
+                last_success: Some(now - Duration::from_secs(600)),
+                ok: Some(false),
+                error: Some(hostile("tenant.error")),
+                sync: Some(SyncBanner {
+                    ok: Some(false),
+                    at: Some(now - Duration::from_secs(900)),
+                    connectors: 3,
+                    error: Some(hostile("tenant.sync.error")),
+                }),
+            }),
             connectors: vec![ConnectorView {
                 name: hostile("connector.name"),
                 enabled: true,
@@ -974,6 +1106,17 @@ mod tests {
                     message: hostile("recent.message"),
                 }],
                 warnings: vec![hostile("warnings[0]"), hostile("warnings[1]")],
+                microsoft: Some(MicrosoftView {
+                    held: 3,
+                    by_code: vec![(hostile("microsoft.by_code[0]"), 3)],
+                    oldest_age: Some(Duration::from_secs(HOUR)),
+                    reason: Some(hostile("microsoft.reason")),
+                    server: Some(hostile("microsoft.server")),
+                    ip: Some(hostile("microsoft.ip")),
+                    stale: false,
+                }),
+                mismatch: true,
+                migrated_fix: Some(hostile("migrated_fix")),
             }],
         };
         (view, fields)
@@ -1000,6 +1143,68 @@ mod tests {
             let want = if last_reload_ok { 1 } else { 2 };
             assert_eq!(page.matches(config.as_str()).count(), want, "config_file");
         }
+    }
+
+    #[test]
+    fn microsoft_view_sits_beside_the_probe() {
+        let mut v = view(true);
+        let now = v.generated_at;
+        v.tenant = Some(TenantBanner {
+            last_success: Some(now - Duration::from_secs(120)),
+            ok: Some(true),
+            error: None,
+            sync: None,
+        });
+        // The healthy connector: Microsoft holds mail anyway.
+        v.connectors[0].microsoft = Some(MicrosoftView {
+            held: 3,
+            by_code: vec![("4.4.316".into(), 2), ("unknown".into(), 1)],
+            oldest_age: Some(Duration::from_secs(2 * HOUR)),
+            reason: Some("450 4.4.316 Connection refused [Message=Socket error code 10061]".into()),
+            server: Some("mx1.fabrikam.com".into()),
+            ip: Some("198.51.100.7:25".into()),
+            stale: false,
+        });
+        v.connectors[0].mismatch = true;
+        v.connectors[1].migrated_fix =
+            Some("Set-AcceptedDomain -Identity contoso.com -DomainType Authoritative".into());
+        v.connectors[2].microsoft = Some(MicrosoftView {
+            held: 0,
+            by_code: vec![],
+            oldest_age: None,
+            reason: None,
+            server: None,
+            ip: None,
+            stale: true,
+        });
+        let page = render(&v);
+        assert!(page.contains("Exchange Online&#39;s queue: "), "banner");
+        assert!(page.contains("read 2m ago"));
+        let ok = section(&page, "connector-outbound-to-fabrikam");
+        assert!(
+            ok.contains("3 held") && ok.contains("oldest 2h") && ok.contains("4.4.316 ×2"),
+            "{ok}"
+        );
+        assert!(
+            ok.contains("views disagree") && ok.contains("The two views disagree"),
+            "{ok}"
+        );
+        assert!(
+            ok.contains("Exchange Online: </strong>450 4.4.316 Connection refused"),
+            "{ok}"
+        );
+        assert!(ok.contains("server mx1.fabrikam.com"), "{ok}");
+        let f = section(&page, "connector-contoso-script-alert-1-script");
+        assert!(
+            f.contains("Migrated to Exchange Online?") && f.contains("-DomainType Authoritative"),
+            "{f}"
+        );
+        let p = section(&page, "connector-partner-northwind-co");
+        assert!(p.contains("nothing held") && p.contains("(data is stale)"), "{p}");
+        // Without a tenant the column is a dash and no banner is shown.
+        let plain = render(&view(true));
+        assert!(!plain.contains("Exchange Online&#39;s queue"));
+        assert!(plain.contains("<th scope=\"col\">Exchange Online</th>"));
     }
 
     #[test]
@@ -1052,6 +1257,7 @@ mod tests {
             config_file: String::new(),
             last_reload_ok: true,
             listen_note: None,
+            tenant: None,
             connectors: Vec::new(),
         });
         assert!(page.contains("0 connectors"));
