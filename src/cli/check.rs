@@ -102,8 +102,17 @@ fn name_err(flag: &'static str) -> impl Fn(crate::config::NameError) -> UsageErr
     move |source| UsageError::Name { flag, source }
 }
 
+/// What `check` runs: the prober, the connector to probe, and with `--config` the config it came
+/// from (for Exchange Online's own view when the config has a tenant).
+pub struct Built {
+    pub opts: ProberOptions,
+    pub spec: ProbeSpec,
+    pub from_config: Option<(Config, crate::config::Connector)>,
+}
+
 /// Builds the prober options and spec from flags (and the config file when given).
-pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError> {
+pub fn build(args: &CheckArgs) -> Result<Built, UsageError> {
+    let mut from_config = None;
     let mut dns_servers = Vec::new();
     for s in &args.dns_servers {
         dns_servers.push(parse_dns_server(s).ok_or_else(|| UsageError::DnsServer(s.clone()))?);
@@ -120,7 +129,9 @@ pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError>
             dns_servers = cfg.dns_servers.clone();
         }
         ca_files.extend(cfg.extra_ca_files.iter().cloned());
-        c.probe.clone()
+        let spec = c.probe.clone();
+        from_config = Some((cfg.clone(), c.clone()));
+        spec
     } else {
         if args.smart_hosts.is_empty() && args.domains.is_empty() {
             return Err(UsageError::Usage(
@@ -195,21 +206,87 @@ pub fn build(args: &CheckArgs) -> Result<(ProberOptions, ProbeSpec), UsageError>
         })?;
         extra_ca.push((f.display().to_string(), pem));
     }
-    Ok((
-        ProberOptions {
+    Ok(Built {
+        opts: ProberOptions {
             dns_servers,
             extra_ca,
             ..ProberOptions::default()
         },
         spec,
-    ))
+        from_config,
+    })
 }
 
-/// Runs the check; returns the report (the caller renders and picks the exit code).
-pub async fn run(args: &CheckArgs) -> Result<ProbeReport, UsageError> {
-    let (opts, spec) = build(args)?;
-    let prober = Prober::new(opts)?;
-    Ok(prober.probe(&spec).await)
+/// Runs the check; returns the report and, with `--config` and a tenant, Exchange Online's own
+/// view of the connector (the caller renders and picks the exit code).
+pub async fn run(args: &CheckArgs) -> Result<Checked, UsageError> {
+    let built = build(args)?;
+    let extra_ca = built.opts.extra_ca.clone();
+    let prober = Prober::new(built.opts)?;
+    let probe = prober.probe(&built.spec);
+    Ok(match built.from_config {
+        Some((cfg, connector)) if cfg.tenant.is_some() => {
+            let (report, ms) = tokio::join!(probe, microsoft_view(&cfg, &connector, &extra_ca));
+            Checked {
+                report,
+                microsoft: Some(ms),
+                connector: Some(connector),
+            }
+        }
+        from_config => Checked {
+            report: probe.await,
+            microsoft: None,
+            connector: from_config.map(|(_, c)| c),
+        },
+    })
+}
+
+/// What `check` found.
+pub struct Checked {
+    pub report: ProbeReport,
+    /// Exchange Online's view, when the config has a tenant.
+    pub microsoft: Option<report::Microsoft>,
+    /// The connector from `--config`.
+    pub connector: Option<crate::config::Connector>,
+}
+
+/// Reads Microsoft's queue for one connector (and, with `tenant.sync`, the accepted domains for
+/// the migrated-tenant check). Failures are part of the answer, not a usage error.
+async fn microsoft_view(
+    cfg: &Config,
+    connector: &crate::config::Connector,
+    extra_ca: &[(String, Vec<u8>)],
+) -> report::Microsoft {
+    use crate::tenant::{QueueRoute, Tenant};
+    let Some(tcfg) = &cfg.tenant else {
+        return report::Microsoft::default();
+    };
+    let tenant = match Tenant::new(tcfg, extra_ca) {
+        Ok(t) => t,
+        Err(e) => {
+            return report::Microsoft {
+                error: Some(crate::probe::escape(&e.to_string(), 300)),
+                ..Default::default()
+            };
+        }
+    };
+    let now = std::time::SystemTime::now();
+    let routes = [QueueRoute {
+        connector: connector.name().to_string(),
+        recipient_domains: connector.probe.recipient_domains.clone(),
+    }];
+    let queue = tenant.poll_queue(&routes, cfg.defaults.message_expiration, now);
+    let sync = async { if tcfg.sync { Some(tenant.sync(now).await) } else { None } };
+    let (queue, sync) = tokio::join!(queue, sync);
+    let mut m = report::Microsoft::default();
+    match queue {
+        Ok(view) => m.queue = Some(view.connectors.get(connector.name()).cloned().unwrap_or_default()),
+        Err(e) => m.error = Some(crate::agent::exo::describe(&e)),
+    }
+    if let Some(Ok(s)) = sync {
+        m.accepted_domains = s.accepted_domains;
+    }
+    m
 }
 
 pub async fn main(args: &CheckArgs) -> ExitCode {
@@ -218,10 +295,19 @@ pub async fn main(args: &CheckArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
-        Ok(r) => {
+        Ok(Checked {
+            report: r,
+            microsoft: ms,
+            connector,
+        }) => {
             match args.output {
-                Output::Json => println!("{}", r.to_json()),
-                Output::Text => print!("{}", report::text(&r, std::io::stdout().is_terminal())),
+                Output::Json => println!("{}", report::json_with_microsoft(&r, ms.as_ref(), connector.as_ref())),
+                Output::Text => {
+                    print!("{}", report::text(&r, std::io::stdout().is_terminal()));
+                    if let (Some(m), Some(c)) = (&ms, &connector) {
+                        print!("{}", report::microsoft_text(&r, m, c));
+                    }
+                }
             }
             if r.delivered {
                 ExitCode::SUCCESS

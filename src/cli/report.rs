@@ -1,14 +1,12 @@
 //! Human and machine renderings of a probe report. JSON is a contract other tools drive;
 //! text is for an admin at a terminal (colour only when stdout is one).
 
+use crate::config::Connector;
 use crate::probe::ProbeReport;
 use crate::taxonomy::Code;
+use crate::tenant::{AcceptedDomain, ConnectorQueue};
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-pub fn json(report: &ProbeReport) -> String {
-    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\":\"cannot encode report: {e}\"}}"))
-}
 
 struct Style {
     on: bool,
@@ -171,6 +169,112 @@ pub fn text(report: &ProbeReport, colour: bool) -> String {
                 src.ip()
             ))
         );
+    }
+    o
+}
+
+/// Exchange Online's own view of the checked connector (`check --config` with a tenant).
+#[derive(Debug, Clone, Default)]
+pub struct Microsoft {
+    /// Microsoft's queue for the connector (None when it could not be read).
+    pub queue: Option<ConnectorQueue>,
+    /// Accepted domains, when `tenant.sync` is on and they could be read.
+    pub accepted_domains: Vec<AcceptedDomain>,
+    /// Why the queue could not be read, escaped.
+    pub error: Option<String>,
+}
+
+impl Microsoft {
+    fn exo(&self) -> crate::agent::exo::ExoState {
+        crate::agent::exo::ExoState {
+            sync: Some(std::sync::Arc::new(crate::agent::exo::Synced {
+                at: SystemTime::now(),
+                connectors: vec![],
+                message_expiration: None,
+                accepted_domains: self.accepted_domains.clone(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn migrated(&self, report: &ProbeReport, connector: &Connector) -> Option<String> {
+        let exo = self.exo();
+        crate::agent::exo::migrated_domain(&exo, connector, report.code)
+            .map(|d| crate::agent::exo::migrated_fix(connector.name(), d))
+    }
+
+    fn mismatch(&self, report: &ProbeReport) -> bool {
+        crate::agent::exo::vantage_mismatch(self.queue.as_ref(), Some(report.delivered))
+    }
+}
+
+/// The `check` JSON, with Exchange Online's view under `microsoft` when there is one.
+pub fn json_with_microsoft(report: &ProbeReport, ms: Option<&Microsoft>, connector: Option<&Connector>) -> String {
+    let (Some(m), Ok(mut v)) = (ms, serde_json::to_value(report)) else {
+        return report.to_json();
+    };
+    let now = SystemTime::now();
+    let q = m.queue.as_ref();
+    let reason = q.and_then(|q| q.last_reason.as_ref());
+    let microsoft = serde_json::json!({
+        "held": q.map(|q| q.total()),
+        "by_code": q.map(|q| q.pending.iter().map(|(c, n)| (c.as_str().to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>()),
+        "oldest_age_seconds": q.and_then(|q| q.oldest_received).map(|t| now.duration_since(t).map(|d| d.as_secs_f64()).unwrap_or(0.0)),
+        "code": reason.and_then(|r| r.status.clone()),
+        "reason": reason.map(|r| r.text.clone()),
+        "server": reason.and_then(|r| r.server.clone()),
+        "ip": reason.and_then(|r| r.ip.clone()),
+        "error": m.error,
+        "vantage_mismatch": m.mismatch(report),
+        "migrated_fix": connector.and_then(|c| m.migrated(report, c)),
+    });
+    if let Some(o) = v.as_object_mut() {
+        o.insert("microsoft".into(), microsoft);
+    }
+    serde_json::to_string_pretty(&v).unwrap_or_else(|_| report.to_json())
+}
+
+/// Exchange Online's view for a person, after the probe's.
+pub fn microsoft_text(report: &ProbeReport, m: &Microsoft, connector: &Connector) -> String {
+    let mut o = String::from("\nExchange Online's view (message trace):\n");
+    match (&m.queue, &m.error) {
+        (_, Some(e)) => {
+            let _ = writeln!(o, "  could not be read: {e}");
+        }
+        (Some(q), None) if q.total() == 0 => {
+            let _ = writeln!(o, "  nothing held for this connector");
+        }
+        (Some(q), None) => {
+            let codes: Vec<String> = q.pending.iter().map(|(c, n)| format!("{} x{n}", c.as_str())).collect();
+            let age = q
+                .oldest_received
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map(|d| {
+                    format!(
+                        ", oldest received {} ago",
+                        humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
+                    )
+                })
+                .unwrap_or_default();
+            let _ = writeln!(o, "  {} message(s) held ({}){age}", q.total(), codes.join(", "));
+            if let Some(r) = &q.last_reason {
+                let _ = writeln!(o, "  last defer reason: {}", r.text);
+            }
+        }
+        (None, None) => {
+            let _ = writeln!(o, "  not read");
+        }
+    }
+    if m.mismatch(report) {
+        let _ = writeln!(
+            o,
+            "  The views disagree: Microsoft holds mail while this probe is delivered. Something admits this \
+             machine but not Microsoft 365's addresses (allow Microsoft 365's IP ranges on port 25), or \
+             Exchange Online takes a route this probe does not."
+        );
+    }
+    if let Some(fix) = m.migrated(report, connector) {
+        let _ = writeln!(o, "  {fix}");
     }
     o
 }
