@@ -198,11 +198,31 @@ impl Scenario {
     /// test-mode and a rule-scoped connector.
     pub fn demo() -> Scenario {
         Scenario::new()
-            .pending("contoso.example", 12, Duration::from_secs(5 * 3600), Some(REASON_REFUSED))
+            .pending(
+                "contoso.example",
+                12,
+                Duration::from_secs(5 * 3600),
+                Some(REASON_REFUSED),
+            )
             .pending("eu.contoso.example", 3, Duration::from_secs(2 * 3600), None)
-            .pending("fabrikam.example", 5, Duration::from_secs(3 * 3600), Some(REASON_SUBJECT_MISMATCH))
-            .pending("tailspin.example", 2, Duration::from_secs(1800), Some(REASON_STARTTLS_REQUIRED))
-            .pending("northwind.example", 2, Duration::from_secs(40 * 60), Some(REASON_TLS_FAILED))
+            .pending(
+                "fabrikam.example",
+                5,
+                Duration::from_secs(3 * 3600),
+                Some(REASON_SUBJECT_MISMATCH),
+            )
+            .pending(
+                "tailspin.example",
+                2,
+                Duration::from_secs(1800),
+                Some(REASON_STARTTLS_REQUIRED),
+            )
+            .pending(
+                "northwind.example",
+                2,
+                Duration::from_secs(40 * 60),
+                Some(REASON_TLS_FAILED),
+            )
             .with_status("contoso.example", 4, Duration::from_secs(7 * 3600), "delivered")
             .with_status("fabrikam.example", 2, Duration::from_secs(6 * 3600), "Delivered")
             .connector(connector(
@@ -600,14 +620,19 @@ type Body = BoxBody<Bytes, Infallible>;
 fn json_response(status: u16, v: &Value) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn graph_error(status: u16, code: &str, message: &str) -> Response<Body> {
-    json_response(status, &json!({"error": {"code": code, "message": message, "innerError": {
-        "date": "2026-12-01T10:00:00", "request-id": "00000000-0000-4000-8000-000000000000"}}}))
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message, "innerError": {
+        "date": "2026-12-01T10:00:00", "request-id": "00000000-0000-4000-8000-000000000000"}}}),
+    )
 }
 
 fn token_error(status: u16, error: &str, aadsts: &str, text: &str) -> Response<Body> {
@@ -671,7 +696,16 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Bo
         parameters: None,
         status: 0,
     };
-    let resp = serve(&mut st, endpoint, n, &path, query.as_deref(), bearer.as_deref(), &body, &mut rec);
+    let resp = serve(
+        &mut st,
+        endpoint,
+        n,
+        &path,
+        query.as_deref(),
+        bearer.as_deref(),
+        &body,
+        &mut rec,
+    );
     rec.status = resp.status().as_u16();
     if st.recorded.len() >= MAX_RECORDED {
         st.recorded.remove(0);
@@ -689,10 +723,7 @@ fn route(st: &State, method: &Method, path: &str) -> Endpoint {
         Endpoint::MessageTrace
     } else if method == Method::GET && path.starts_with(trace) && path.contains("/getDetailsByRecipient(") {
         Endpoint::Details
-    } else if method == Method::POST
-        && path.starts_with("/adminapi/beta/")
-        && path.ends_with("/InvokeCommand")
-    {
+    } else if method == Method::POST && path.starts_with("/adminapi/beta/") && path.ends_with("/InvokeCommand") {
         Endpoint::AdminApi
     } else {
         Endpoint::Other
@@ -756,7 +787,11 @@ fn serve(
             );
         }
         Some(i) if i.expires <= now => {
-            return graph_error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.");
+            return graph_error(
+                401,
+                "InvalidAuthenticationToken",
+                "Lifetime validation failed, the token is expired.",
+            );
         }
         Some(i) if i.scope != want => {
             return graph_error(401, "InvalidAuthenticationToken", "Invalid audience.");
@@ -799,8 +834,10 @@ fn fault_response(st: &State, f: &Fault, page: Option<Value>) -> Response<Body> 
                 .to_string();
             let cut = full[..full.len() / 2].to_string();
             let mut r = Response::new(Full::new(Bytes::from(cut)).boxed());
-            r.headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
             r
         }
         Fault::HugeBody { bytes } => {
@@ -815,14 +852,19 @@ fn fault_response(st: &State, f: &Fault, page: Option<Value>) -> Response<Body> 
             );
             Response::new(StreamBody::new(stream).boxed())
         }
-        Fault::EmptyPage => json_response(200, &json!({"value": [], "@odata.nextLink": page.as_ref().and_then(|p| p.get("@self")).cloned()})),
+        Fault::EmptyPage => json_response(
+            200,
+            &json!({"value": [], "@odata.nextLink": page.as_ref().and_then(|p| p.get("@self")).cloned()}),
+        ),
         Fault::ForeignNextLink(origin) => {
             let mut p = page.unwrap_or_else(|| json!({"value": []}));
             if let Some(obj) = p.as_object_mut() {
                 obj.remove("@self");
                 obj.insert(
                     "@odata.nextLink".into(),
-                    json!(format!("{origin}/v1.0/admin/exchange/tracing/messageTraces?$skiptoken=stolen")),
+                    json!(format!(
+                        "{origin}/v1.0/admin/exchange/tracing/messageTraces?$skiptoken=stolen"
+                    )),
                 );
             }
             let _ = st;
@@ -840,13 +882,28 @@ fn token(st: &mut State, body: &[u8], rec: &mut Recorded) -> Response<Body> {
     let scope = form_get(&form, "scope").unwrap_or("").to_string();
     rec.scope = Some(scope.clone());
     if form_get(&form, "grant_type") != Some("client_credentials") {
-        return token_error(400, "unsupported_grant_type", "AADSTS70003", "The app requested an unsupported grant type.");
+        return token_error(
+            400,
+            "unsupported_grant_type",
+            "AADSTS70003",
+            "The app requested an unsupported grant type.",
+        );
     }
     if form_get(&form, "client_id") != Some(st.client_id.as_str()) {
-        return token_error(400, "unauthorized_client", "AADSTS700016", "Application was not found in the directory.");
+        return token_error(
+            400,
+            "unauthorized_client",
+            "AADSTS700016",
+            "Application was not found in the directory.",
+        );
     }
     if scope != GRAPH_SCOPE && scope != EXCHANGE_SCOPE {
-        return token_error(400, "invalid_scope", "AADSTS70011", "The provided value for the input parameter 'scope' is not valid.");
+        return token_error(
+            400,
+            "invalid_scope",
+            "AADSTS70011",
+            "The provided value for the input parameter 'scope' is not valid.",
+        );
     }
     let verdict = if let Some(secret) = form_get(&form, "client_secret") {
         rec.credential = Some("client_secret".into());
@@ -864,7 +921,10 @@ fn token(st: &mut State, body: &[u8], rec: &mut Recorded) -> Response<Body> {
             verify_assertion(st, assertion)
         }
     } else {
-        Err(("AADSTS7000218", "The request body must contain the parameter 'client_assertion' or 'client_secret'."))
+        Err((
+            "AADSTS7000218",
+            "The request body must contain the parameter 'client_assertion' or 'client_secret'.",
+        ))
     };
     if let Err((code, text)) = verdict {
         return token_error(401, "invalid_client", code, text);
@@ -894,7 +954,10 @@ fn token(st: &mut State, body: &[u8], rec: &mut Recorded) -> Response<Body> {
 fn verify_assertion(st: &mut State, jwt: &str) -> Result<(), (&'static str, &'static str)> {
     const BAD: (&str, &str) = ("AADSTS50027", "JWT token is invalid or malformed.");
     let Some(cert) = &st.app_cert else {
-        return Err(("AADSTS700027", "Client assertion contains an invalid signature: no certificate registered."));
+        return Err((
+            "AADSTS700027",
+            "Client assertion contains an invalid signature: no certificate registered.",
+        ));
     };
     let parts: Vec<&str> = jwt.split('.').collect();
     let [h, c, s] = parts.as_slice() else {
@@ -909,7 +972,10 @@ fn verify_assertion(st: &mut State, jwt: &str) -> Result<(), (&'static str, &'st
     }
     let thumb = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, cert));
     if header.get("x5t#S256").and_then(Value::as_str) != Some(thumb.as_str()) {
-        return Err(("AADSTS700027", "The certificate with identifier used to sign the client assertion is not registered on application."));
+        return Err((
+            "AADSTS700027",
+            "The certificate with identifier used to sign the client assertion is not registered on application.",
+        ));
     }
     let Ok((_, x509)) = x509_parser::parse_x509_certificate(cert) else {
         return Err(BAD);
@@ -923,13 +989,22 @@ fn verify_assertion(st: &mut State, jwt: &str) -> Result<(), (&'static str, &'st
     }
     let aud = format!("{}/{}/oauth2/v2.0/token", st.base_url, st.tenant_id);
     if claims.get("aud").and_then(Value::as_str) != Some(aud.as_str()) {
-        return Err(("AADSTS700212", "No matching federated identity record found for presented assertion audience."));
+        return Err((
+            "AADSTS700212",
+            "No matching federated identity record found for presented assertion audience.",
+        ));
     }
     let cid = Some(st.client_id.as_str());
     if claims.get("iss").and_then(Value::as_str) != cid || claims.get("sub").and_then(Value::as_str) != cid {
-        return Err(("AADSTS700021", "Client assertion application identifier doesn't match 'client_id' parameter."));
+        return Err((
+            "AADSTS700021",
+            "Client assertion application identifier doesn't match 'client_id' parameter.",
+        ));
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
     let nbf = claims.get("nbf").and_then(Value::as_u64).unwrap_or(u64::MAX);
     if exp <= now || nbf > now + 300 {
@@ -977,12 +1052,18 @@ fn parse_filter(f: &str) -> Result<Filter, String> {
             i += 1;
             continue;
         }
-        let [field, op, value] = toks.get(i..i + 3).and_then(|s| <[&str; 3]>::try_from(s).ok()).ok_or("incomplete clause")?;
+        let [field, op, value] = toks
+            .get(i..i + 3)
+            .and_then(|s| <[&str; 3]>::try_from(s).ok())
+            .ok_or("incomplete clause")?;
         match (field, op) {
             ("receivedDateTime", "ge") => out.ge = Some(parse_iso(value).ok_or("bad receivedDateTime")?),
             ("receivedDateTime", "le") => out.le = Some(parse_iso(value).ok_or("bad receivedDateTime")?),
             ("status", "eq") => {
-                let v = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')).ok_or("status needs a quoted value")?;
+                let v = value
+                    .strip_prefix('\'')
+                    .and_then(|v| v.strip_suffix('\''))
+                    .ok_or("status needs a quoted value")?;
                 out.status = Some(v.to_string());
             }
             _ => return Err(format!("unsupported filter clause {field} {op}")),
@@ -1008,7 +1089,9 @@ fn trace_json(m: &FakeMessage) -> Value {
 }
 
 fn list_traces(st: &State, query: Option<&str>, fault: Option<&Fault>) -> Response<Body> {
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let top = match get("$top").map(str::parse::<usize>) {
         None => 1000,
@@ -1026,7 +1109,10 @@ fn list_traces(st: &State, query: Option<&str>, fault: Option<&Fault>) -> Respon
     };
     let le = le.unwrap_or(now);
     let ge = ge.unwrap_or(le - Duration::from_secs(48 * 3600));
-    if le.duration_since(ge).is_ok_and(|d| d > Duration::from_secs(10 * 86_400)) {
+    if le
+        .duration_since(ge)
+        .is_ok_and(|d| d > Duration::from_secs(10 * 86_400))
+    {
         return graph_error(400, "BadRequest", "The time range must not exceed 10 days.");
     }
     let skip = get("$skiptoken").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0);
@@ -1054,7 +1140,10 @@ fn list_traces(st: &State, query: Option<&str>, fault: Option<&Fault>) -> Respon
         if !q.is_empty() {
             q.push('&');
         }
-        format!("{}/v1.0/admin/exchange/tracing/messageTraces?{q}$skiptoken={skip}", st.base_url)
+        format!(
+            "{}/v1.0/admin/exchange/tracing/messageTraces?{q}$skiptoken={skip}",
+            st.base_url
+        )
     };
     let mut v = json!({
         "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#admin/exchange/tracing/messageTraces",
@@ -1075,10 +1164,12 @@ fn list_traces(st: &State, query: Option<&str>, fault: Option<&Fault>) -> Respon
 
 fn details(st: &State, path: &str) -> Response<Body> {
     let rest = path.trim_start_matches("/v1.0/admin/exchange/tracing/messageTraces/");
-    let parsed = rest.split_once("/getDetailsByRecipient(recipientAddress='").and_then(|(id, tail)| {
-        let addr = tail.strip_suffix("')")?;
-        Some((id.to_string(), addr.replace("''", "'")))
-    });
+    let parsed = rest
+        .split_once("/getDetailsByRecipient(recipientAddress='")
+        .and_then(|(id, tail)| {
+            let addr = tail.strip_suffix("')")?;
+            Some((id.to_string(), addr.replace("''", "'")))
+        });
     let Some((id, addr)) = parsed else {
         return graph_error(400, "BadRequest", "Invalid function call.");
     };
@@ -1102,8 +1193,18 @@ fn details(st: &State, path: &str) -> Response<Body> {
         })
     };
     let mut events = vec![
-        ev(0, "Receive", "Message received by: BN8PR12MB3456.namprd12.prod.outlook.com", "<root><MEP Name=\"ConnectorId\" String=\"Default BN8PR12MB3456\" /></root>"),
-        ev(2, "Submit", "The message was submitted.", "<root><MEP Name=\"Directionality\" String=\"Originating\" /></root>"),
+        ev(
+            0,
+            "Receive",
+            "Message received by: BN8PR12MB3456.namprd12.prod.outlook.com",
+            "<root><MEP Name=\"ConnectorId\" String=\"Default BN8PR12MB3456\" /></root>",
+        ),
+        ev(
+            2,
+            "Submit",
+            "The message was submitted.",
+            "<root><MEP Name=\"Directionality\" String=\"Originating\" /></root>",
+        ),
     ];
     for (i, reason) in m.defers.iter().enumerate() {
         let data = format!(
@@ -1135,7 +1236,10 @@ fn admin(
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return graph_error(400, "BadRequest", "The request body is not JSON.");
     };
-    let cmdlet = v.pointer("/CmdletInput/CmdletName").and_then(Value::as_str).unwrap_or("");
+    let cmdlet = v
+        .pointer("/CmdletInput/CmdletName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let params = v.pointer("/CmdletInput/Parameters").cloned().unwrap_or(json!({}));
     rec.cmdlet = Some(cmdlet.to_string());
     rec.parameters = Some(params.clone());
@@ -1204,6 +1308,7 @@ fn admin(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 

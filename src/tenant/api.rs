@@ -209,7 +209,9 @@ impl Api {
                 n += 1;
             }
             if n == 0 {
-                return Err(TenantError::Setup(format!("extra CA file {name}: no certificate in it")));
+                return Err(TenantError::Setup(format!(
+                    "extra CA file {name}: no certificate in it"
+                )));
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -306,14 +308,19 @@ impl Api {
         let items = match v.get_mut("value").map(Value::take) {
             Some(Value::Array(items)) => items,
             Some(Value::Null) | None => {
-                return Err(ApiError::BadResponse(format!("{}: no \"value\" array in the answer", api.as_str())));
+                return Err(ApiError::BadResponse(format!(
+                    "{}: no \"value\" array in the answer",
+                    api.as_str()
+                )));
             }
             Some(one) => vec![one],
         };
         let next = match v.get("@odata.nextLink") {
             Some(Value::String(s)) if !s.is_empty() => {
                 if !self.same_origin(api, s) {
-                    let shown = Url::parse(s).map(|u| origin(&u)).unwrap_or_else(|_| "an invalid URL".into());
+                    let shown = Url::parse(s)
+                        .map(|u| origin(&u))
+                        .unwrap_or_else(|_| "an invalid URL".into());
                     return Err(ApiError::BadResponse(format!(
                         "{}: @odata.nextLink points to {shown}, not the configured base URL; not followed",
                         api.as_str()
@@ -357,7 +364,10 @@ impl Api {
             self.count(api, result.as_ref().map_or_else(|e| e.outcome(), |_| Outcome::Ok));
             match result {
                 Err(ApiError::Unauthorized(_)) if !retried => {
-                    tracing::info!(api = api.as_str(), "token rejected (401); fetching a new one and retrying once");
+                    tracing::info!(
+                        api = api.as_str(),
+                        "token rejected (401); fetching a new one and retrying once"
+                    );
                     self.auth.invalidate(scope, &token);
                     retried = true;
                 }
@@ -400,7 +410,11 @@ impl Api {
         );
         let (token, expires_in) = result?;
         self.auth.store(scope, token.clone(), expires_in, Instant::now());
-        tracing::debug!(scope = scope.as_str(), expires_in = expires_in.as_secs(), "new access token");
+        tracing::debug!(
+            scope = scope.as_str(),
+            expires_in = expires_in.as_secs(),
+            "new access token"
+        );
         Ok(token)
     }
 
@@ -444,8 +458,14 @@ impl Api {
                 let name = ServerName::try_from(d.to_string()).map_err(|e| transport("server name", &e))?;
                 (addrs, name)
             }
-            Some(Host::Ipv4(ip)) => (vec![SocketAddr::from((ip, port))], ServerName::from(std::net::IpAddr::V4(ip))),
-            Some(Host::Ipv6(ip)) => (vec![SocketAddr::from((ip, port))], ServerName::from(std::net::IpAddr::V6(ip))),
+            Some(Host::Ipv4(ip)) => (
+                vec![SocketAddr::from((ip, port))],
+                ServerName::from(std::net::IpAddr::V4(ip)),
+            ),
+            Some(Host::Ipv6(ip)) => (
+                vec![SocketAddr::from((ip, port))],
+                ServerName::from(std::net::IpAddr::V6(ip)),
+            ),
             None => return Err(ApiError::Transport("URL without a host".into())),
         };
         let mut last_err: Option<std::io::Error> = None;
@@ -492,7 +512,10 @@ impl Api {
             .method(method.clone())
             .uri(path)
             .header(header::HOST, host)
-            .header(header::USER_AGENT, concat!("mailflow-exporter/", env!("CARGO_PKG_VERSION")))
+            .header(
+                header::USER_AGENT,
+                concat!("mailflow-exporter/", env!("CARGO_PKG_VERSION")),
+            )
             .header(header::ACCEPT, "application/json");
         for (k, v) in headers {
             let v = HeaderValue::from_str(v).map_err(|_| ApiError::BadResponse("invalid header value".into()))?;
@@ -508,10 +531,7 @@ impl Api {
         let req = req
             .body(Full::new(payload))
             .map_err(|_| ApiError::BadResponse("cannot build the request".into()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| transport("HTTP", &e))?;
+        let resp = sender.send_request(req).await.map_err(|e| transport("HTTP", &e))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -679,6 +699,7 @@ pub fn pct(s: &str, extra: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
@@ -705,7 +726,11 @@ mod tests {
             classify(ApiName::MessageTrace, raw(200, None, r#"{"value":["#)),
             Err(ApiError::BadResponse(_))
         ));
-        let e = classify(ApiName::MessageTrace, raw(403, None, r#"{"error":{"code":"Forbidden"}}"#)).unwrap_err();
+        let e = classify(
+            ApiName::MessageTrace,
+            raw(403, None, r#"{"error":{"code":"Forbidden"}}"#),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("ExchangeMessageTrace.Read.All"), "{e}");
         let e = classify(ApiName::AdminApi, raw(403, None, "")).unwrap_err();
         assert!(e.to_string().contains("Exchange.ManageAsApp"), "{e}");
@@ -732,7 +757,10 @@ mod tests {
             r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent..."}"#,
         ))
         .unwrap_err();
-        assert_eq!(e, ApiError::Unauthorized("token request refused, HTTP 401: invalid_client AADSTS7000215".into()));
+        assert_eq!(
+            e,
+            ApiError::Unauthorized("token request refused, HTTP 401: invalid_client AADSTS7000215".into())
+        );
         let (t, exp) = parse_token(raw(200, None, r#"{"access_token":"abc","expires_in":"120"}"#)).unwrap();
         assert_eq!(t.expose(), "abc");
         assert_eq!(exp, Duration::from_secs(120));

@@ -230,7 +230,14 @@ pub fn uuid_v4(rng: &dyn SecureRandom) -> Result<String, String> {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 /// A signed RS256 client assertion for `client_id` at `aud` (the token URL), valid 10 minutes.
@@ -273,12 +280,18 @@ pub fn client_assertion(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tenant").join(name)).unwrap()
+        std::fs::read(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/tenant")
+                .join(name),
+        )
+        .unwrap()
     }
 
     fn cfg(credential: Credential) -> TenantConfig {
@@ -301,14 +314,19 @@ mod tests {
         let rng = SystemRandom::new();
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         for key in ["app-key.pem", "app-key-pkcs1.pem"] {
-            let jwt = client_assertion(&fixture("app-cert.pem"), &fixture(key), "cid", "https://aud/x", now, &rng)
-                .unwrap();
+            let jwt = client_assertion(
+                &fixture("app-cert.pem"),
+                &fixture(key),
+                "cid",
+                "https://aud/x",
+                now,
+                &rng,
+            )
+            .unwrap();
             let parts: Vec<&str> = jwt.expose().split('.').collect();
             assert_eq!(parts.len(), 3);
-            let header: serde_json::Value =
-                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-            let claims: serde_json::Value =
-                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+            let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+            let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
             let cert = first_cert(&fixture("app-cert.pem")).unwrap();
             assert_eq!(header["alg"], "RS256");
             assert_eq!(header["x5t#S256"], x5t_s256(&cert));
@@ -325,7 +343,8 @@ mod tests {
                 x509.public_key().subject_public_key.data.to_vec(),
             );
             let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-            pk.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig).unwrap();
+            pk.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+                .unwrap();
         }
     }
 
@@ -348,11 +367,19 @@ mod tests {
         assert_eq!(secret.1.expose(), "s3cr3t-value");
         assert!(!format!("{form:?}").contains("s3cr3t"));
         assert!(!format!("{src:?}").contains("s3cr3t"));
-        assert_eq!(form.iter().find(|(k, _)| *k == "scope").unwrap().1.expose(), EXCHANGE_SCOPE);
+        assert_eq!(
+            form.iter().find(|(k, _)| *k == "scope").unwrap().1.expose(),
+            EXCHANGE_SCOPE
+        );
         std::fs::write(&p, "\n").unwrap();
         assert!(src.form(Scope::Graph, SystemTime::now()).is_err());
         let missing = TokenSource::new(&cfg(Credential::SecretEnv("MAILFLOW_TEST_UNSET_VAR_9".into())));
-        assert!(missing.form(Scope::Graph, SystemTime::now()).unwrap_err().contains("not set"));
+        assert!(
+            missing
+                .form(Scope::Graph, SystemTime::now())
+                .unwrap_err()
+                .contains("not set")
+        );
     }
 
     #[test]

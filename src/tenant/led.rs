@@ -106,7 +106,10 @@ fn status_at(bytes: &[u8], i: usize) -> Option<&str> {
     }
     let mut j = start + 2;
     for part in 0..2 {
-        let digits = bytes[j.min(bytes.len())..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = bytes[j.min(bytes.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         if !(1..=3).contains(&digits) {
             return None;
         }
@@ -136,6 +139,7 @@ pub fn xml_unescape(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -149,7 +153,10 @@ mod tests {
         assert_eq!(r.code, Some(Code::ConnectionRefused));
         assert_eq!(r.server.as_deref(), Some("hybrid.contoso.example"));
         assert_eq!(r.ip.as_deref(), Some("203.0.113.5:25"));
-        assert!(r.text.starts_with("450 4.4.316 Connection refused [Message=Socket error code 10061]"));
+        assert!(
+            r.text
+                .starts_with("450 4.4.316 Connection refused [Message=Socket error code 10061]")
+        );
         assert!(r.text.ends_with("08DC1234ABCD]"), "{}", r.text);
         assert!(!r.text.contains("MSG="));
     }
@@ -182,12 +189,21 @@ mod tests {
     fn bare_lines_and_other_codes() {
         let r = parse("450 4.4.316 Connection refused [LastAttemptedIP=203.0.113.5:25]\r\nmore").unwrap();
         assert_eq!(r.code, Some(Code::ConnectionRefused));
-        assert_eq!(r.text, "450 4.4.316 Connection refused [LastAttemptedIP=203.0.113.5:25]");
+        assert_eq!(
+            r.text,
+            "450 4.4.316 Connection refused [LastAttemptedIP=203.0.113.5:25]"
+        );
         let r = parse("Delivery deferred: 451 4.7.500 Server busy").unwrap();
         assert_eq!(r.status.as_deref(), Some("4.7.500"));
         assert_eq!(r.code, Some(Code::Other));
-        assert_eq!(parse("{LED=450 4.7.320 Certificate validation failed}").unwrap().code, Some(Code::CertificateValidationFailed));
-        assert_eq!(parse("LED=450 4.4.312 DNS query failed").unwrap().code, Some(Code::DnsQueryFailed));
+        assert_eq!(
+            parse("{LED=450 4.7.320 Certificate validation failed}").unwrap().code,
+            Some(Code::CertificateValidationFailed)
+        );
+        assert_eq!(
+            parse("LED=450 4.4.312 DNS query failed").unwrap().code,
+            Some(Code::DnsQueryFailed)
+        );
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub async fn read(api: &Api, now: SystemTime) -> Result<SyncView, ApiError> {
     ] {
         match invoke(api, "Get-OutboundConnector", params).await {
             Ok(more) => all.extend(more),
-            Err(e) => tracing::warn!(error = %e, "admin API: an extra Get-OutboundConnector read failed; using what was read"),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin API: an extra Get-OutboundConnector read failed; using what was read")
+            }
         }
     }
     let connectors = Value::Array(dedup_connectors(all));
@@ -121,7 +123,9 @@ pub fn expiration(v: &Value) -> Option<Duration> {
             if let Some(s) = o.get("TotalSeconds").and_then(Value::as_f64) {
                 secs_f64(s)
             } else {
-                o.get("TotalMilliseconds").and_then(Value::as_f64).and_then(|ms| secs_f64(ms / 1000.0))
+                o.get("TotalMilliseconds")
+                    .and_then(Value::as_f64)
+                    .and_then(|ms| secs_f64(ms / 1000.0))
             }
         }
         _ => None,
@@ -194,6 +198,7 @@ pub fn accepted_domain(o: &Value) -> Option<AcceptedDomain> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
@@ -201,11 +206,26 @@ mod tests {
     fn timespans() {
         assert_eq!(parse_timespan("1.00:00:00"), Some(Duration::from_secs(86_400)));
         assert_eq!(parse_timespan("12:00:00"), Some(Duration::from_secs(43_200)));
-        assert_eq!(parse_timespan("2.06:30:15.5"), Some(Duration::new(196_215, 500_000_000)));
-        for bad in ["", "1 day", "-1.00:00:00", "25:00:00", "1.00:00", "00:00:00", "P1D", "1.2.3"] {
+        assert_eq!(
+            parse_timespan("2.06:30:15.5"),
+            Some(Duration::new(196_215, 500_000_000))
+        );
+        for bad in [
+            "",
+            "1 day",
+            "-1.00:00:00",
+            "25:00:00",
+            "1.00:00",
+            "00:00:00",
+            "P1D",
+            "1.2.3",
+        ] {
             assert_eq!(parse_timespan(bad), None, "{bad}");
         }
-        assert_eq!(expiration(&json!({"TotalSeconds": 43200.0})), Some(Duration::from_secs(43_200)));
+        assert_eq!(
+            expiration(&json!({"TotalSeconds": 43200.0})),
+            Some(Duration::from_secs(43_200))
+        );
         assert_eq!(expiration(&json!(5)), None);
     }
 

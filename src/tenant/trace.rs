@@ -314,7 +314,10 @@ fn pending_row(item: &Value, routes: &[QueueRoute]) -> Option<Pending> {
     };
     Some(Pending {
         key: (id.to_string(), recipient.to_ascii_lowercase()),
-        received: item.get("receivedDateTime").and_then(Value::as_str).and_then(parse_time),
+        received: item
+            .get("receivedDateTime")
+            .and_then(Value::as_str)
+            .and_then(parse_time),
         connector,
     })
 }
@@ -334,11 +337,11 @@ async fn fetch_details(
     for p in pending {
         by_conn.entry(p.connector.as_str()).or_default().push(p);
     }
-    let mut candidates: Vec<((bool, bool, usize, SystemTime), &Pending)> = Vec::new();
+    // Sort key: (unattributed, connector already has a reason, rank within connector, received).
+    type Priority = (bool, bool, usize, SystemTime);
+    let mut candidates: Vec<(Priority, &Pending)> = Vec::new();
     for (conn, mut msgs) in by_conn {
-        let known = msgs
-            .iter()
-            .any(|p| cache.get(&p.key).is_some_and(|(r, _)| r.is_some()));
+        let known = msgs.iter().any(|p| cache.get(&p.key).is_some_and(|(r, _)| r.is_some()));
         msgs.sort_by_key(|p| p.received.unwrap_or(UNIX_EPOCH));
         let uncached = msgs.into_iter().filter(|p| cache.get(&p.key).is_none());
         for (rank, p) in uncached.take(DETAILS_PER_CONNECTOR).enumerate() {
@@ -346,7 +349,7 @@ async fn fetch_details(
             candidates.push((key, p));
         }
     }
-    candidates.sort_by(|a, b| a.0.cmp(&b.0));
+    candidates.sort_by_key(|c| c.0);
     let mut fetched = 0u32;
     let mut skipped = 0usize;
     for (_, p) in &candidates {
@@ -430,6 +433,7 @@ fn build_view(cache: &DetailCache, pending: &[Pending]) -> BTreeMap<String, Conn
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
     use crate::taxonomy::Code;
@@ -475,7 +479,10 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_796_126_400);
         assert_eq!(iso(t), "2026-12-01T12:00:00Z");
         assert_eq!(parse_time("2026-12-01T12:00:00Z"), Some(t));
-        assert_eq!(parse_time("2026-12-01T12:00:00.5Z"), Some(t + Duration::from_millis(500)));
+        assert_eq!(
+            parse_time("2026-12-01T12:00:00.5Z"),
+            Some(t + Duration::from_millis(500))
+        );
         assert_eq!(parse_time("2026-12-01T12:00:00"), Some(t));
         assert_eq!(parse_time("yesterday"), None);
         let u = list_url("https://graph.example", t - Duration::from_secs(3600), t);
@@ -535,7 +542,10 @@ mod tests {
         // "c" has no reason: it takes the newest fetched for c1 (4.4.315).
         assert_eq!(c1.pending.get(&QueueCode::Code(Code::ConnectionTimedOut)), Some(&2));
         assert_eq!(c1.oldest_received, Some(t + Duration::from_secs(1)));
-        assert_eq!(c1.last_reason.as_ref().and_then(|r| r.code), Some(Code::ConnectionTimedOut));
+        assert_eq!(
+            c1.last_reason.as_ref().and_then(|r| r.code),
+            Some(Code::ConnectionTimedOut)
+        );
         assert_eq!(view["c2"].pending.get(&QueueCode::Unknown), Some(&1));
         assert_eq!(view["c2"].total(), 1);
         // Delivered messages leave the cache.

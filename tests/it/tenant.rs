@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use mailflow_exporter::config::{Credential, DomainPattern};
 use mailflow_exporter::lab::tenant::{
-    CLIENT_SECRET, Endpoint, EXCHANGE_SCOPE, FakeTenant, FakeTenantBuilder, Fault, GRAPH_SCOPE, REASON_REFUSED,
+    CLIENT_SECRET, EXCHANGE_SCOPE, Endpoint, FakeTenant, FakeTenantBuilder, Fault, GRAPH_SCOPE, REASON_REFUSED,
     REASON_STARTTLS_REQUIRED, REASON_SUBJECT_MISMATCH, Scenario, When, connector,
 };
 use mailflow_exporter::taxonomy::Code;
@@ -29,7 +29,9 @@ async fn bounded<F: Future>(f: F) -> F::Output {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tenant").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tenant")
+        .join(name)
 }
 
 fn app_cert() -> CertificateDer<'static> {
@@ -142,9 +144,16 @@ async fn token_by_certificate_verified_by_the_fake() {
             assert_eq!(view.connectors.as_array().unwrap().len(), 4, "{key}");
             assert_eq!(count(&t, ApiName::Token, Outcome::Ok), 1);
         }
-        let toks: Vec<_> = fake.requests().into_iter().filter(|r| r.endpoint == Endpoint::Token).collect();
+        let toks: Vec<_> = fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint == Endpoint::Token)
+            .collect();
         assert_eq!(toks.len(), 2);
-        assert!(toks.iter().all(|r| r.status == 200 && r.credential.as_deref() == Some("certificate")));
+        assert!(
+            toks.iter()
+                .all(|r| r.status == 200 && r.credential.as_deref() == Some("certificate"))
+        );
         assert!(toks.iter().all(|r| r.scope.as_deref() == Some(EXCHANGE_SCOPE)));
 
         // A certificate the app never registered: refused by the fake.
@@ -185,7 +194,11 @@ async fn token_by_federated_file_reread_each_time() {
         // The platform rotates the file: the next token request reads the new content.
         std::fs::write(&file, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJsYWIifQ.c2ln\n").unwrap();
         t.poll_queue(&routes(), DAY, SystemTime::now()).await.unwrap();
-        let toks: Vec<_> = fake.requests().into_iter().filter(|r| r.endpoint == Endpoint::Token).collect();
+        let toks: Vec<_> = fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint == Endpoint::Token)
+            .collect();
         assert_eq!(toks.len(), 2);
         assert_eq!(toks[1].credential.as_deref(), Some("federated"));
         assert_eq!(toks[1].status, 200);
@@ -314,11 +327,12 @@ async fn paging_across_three_pages() {
 async fn long_windows_are_split_into_ten_day_queries() {
     bounded(async {
         let s = Scratch::new("tenant-window");
-        let fake = FakeTenant::start(
-            Scenario::new()
-                .pending("contoso.example", 1, 2 * HOUR, None)
-                .pending("contoso.example", 1, 15 * DAY, None),
-        )
+        let fake = FakeTenant::start(Scenario::new().pending("contoso.example", 1, 2 * HOUR, None).pending(
+            "contoso.example",
+            1,
+            15 * DAY,
+            None,
+        ))
         .await
         .unwrap();
         let t = tenant_with_budget(&fake, secret_file(&s), 0);
@@ -354,7 +368,10 @@ async fn pending_filtered_client_side_too() {
         let t = tenant_with_budget(&fake, secret_file(&s), 0);
         let view = t.poll_queue(&routes(), DAY, SystemTime::now()).await.unwrap();
         assert_eq!(view.traces_read, 8);
-        assert_eq!(view.pending, 3, "pending matched case-insensitively, other statuses dropped");
+        assert_eq!(
+            view.pending, 3,
+            "pending matched case-insensitively, other statuses dropped"
+        );
         assert_eq!(view.connectors["Contoso on-premises"].total(), 2);
         assert_eq!(view.connectors["Fabrikam partner"].total(), 1);
     })
@@ -386,7 +403,10 @@ async fn attribution_by_recipient_domain() {
         assert_eq!(c[UNATTRIBUTED].total(), 4);
         let oldest = c["Contoso on-premises"].oldest_received.unwrap();
         let age = now.duration_since(oldest).unwrap();
-        assert!(age > 5 * HOUR - Duration::from_secs(120) && age <= 5 * HOUR + Duration::from_secs(2), "{age:?}");
+        assert!(
+            age > 5 * HOUR - Duration::from_secs(120) && age <= 5 * HOUR + Duration::from_secs(2),
+            "{age:?}"
+        );
         // A catch-all route takes what nothing more specific matches.
         rs.push(route("Everything else", &["*"]));
         let view = t.poll_queue(&rs, DAY, now).await.unwrap();
@@ -435,26 +455,43 @@ async fn details_within_budget_and_unknown_connectors_first() {
         assert_eq!(fab.pending.get(&QueueCode::Code(Code::CannotConnect)), Some(&3));
 
         // Poll 2, a minute later: the budget is spent, no detail call.
-        let v2 = t.poll_queue(&routes(), DAY, t0 + Duration::from_secs(60)).await.unwrap();
+        let v2 = t
+            .poll_queue(&routes(), DAY, t0 + Duration::from_secs(60))
+            .await
+            .unwrap();
         assert_eq!(v2.details_fetched, 0);
         assert_eq!(details(&fake).len(), 4);
-        assert_eq!(v2.connectors["Tailspin"].pending.get(&QueueCode::Code(Code::CannotConnect)), Some(&3));
+        assert_eq!(
+            v2.connectors["Tailspin"]
+                .pending
+                .get(&QueueCode::Code(Code::CannotConnect)),
+            Some(&3)
+        );
 
         // A new connector's queue appears; five minutes on, it is served first.
         fake.set_scenario(base.pending("eu.contoso.example", 2, HOUR, Some(REASON_REFUSED)));
-        let v3 = t.poll_queue(&routes(), DAY, t0 + Duration::from_secs(301)).await.unwrap();
+        let v3 = t
+            .poll_queue(&routes(), DAY, t0 + Duration::from_secs(301))
+            .await
+            .unwrap();
         assert_eq!(v3.details_fetched, 4);
         let d = details(&fake);
         assert_eq!(d.len(), 8);
         assert!(d[4].contains("@eu.contoso.example"), "{d:?}");
         // Never more than 4 in any 5 minutes.
-        let v4 = t.poll_queue(&routes(), DAY, t0 + Duration::from_secs(320)).await.unwrap();
+        let v4 = t
+            .poll_queue(&routes(), DAY, t0 + Duration::from_secs(320))
+            .await
+            .unwrap();
         assert_eq!(v4.details_fetched, 0);
         assert_eq!(count(&t, ApiName::MessageTraceDetails, Outcome::Ok), 8);
 
         // Delivered messages leave the queue (and the cache).
         fake.deliver("contoso.example");
-        let v5 = t.poll_queue(&routes(), DAY, t0 + Duration::from_secs(700)).await.unwrap();
+        let v5 = t
+            .poll_queue(&routes(), DAY, t0 + Duration::from_secs(700))
+            .await
+            .unwrap();
         assert!(!v5.connectors.contains_key("Contoso on-premises"));
         assert_eq!(v5.pending, 8);
     })
@@ -470,7 +507,10 @@ async fn message_without_reason_counts_unknown() {
             .unwrap();
         let t = tenant_with_budget(&fake, secret_file(&s), 0);
         let v = t.poll_queue(&routes(), DAY, SystemTime::now()).await.unwrap();
-        assert_eq!(v.connectors["Contoso on-premises"].pending.get(&QueueCode::Unknown), Some(&2));
+        assert_eq!(
+            v.connectors["Contoso on-premises"].pending.get(&QueueCode::Unknown),
+            Some(&2)
+        );
         assert_eq!(v.details_fetched, 0);
         assert_eq!(fake.count(Endpoint::Details), 0);
     })
@@ -483,7 +523,11 @@ async fn throttled_with_retry_after_and_counted() {
         let s = Scratch::new("tenant-429");
         let fake = FakeTenant::start(small_scenario()).await.unwrap();
         let t = tenant(&fake, secret_file(&s));
-        fake.fault(Endpoint::MessageTrace, When::Next(1), Fault::Throttle { retry_after: Some(17) });
+        fake.fault(
+            Endpoint::MessageTrace,
+            When::Next(1),
+            Fault::Throttle { retry_after: Some(17) },
+        );
         let err = t.poll_queue(&routes(), DAY, SystemTime::now()).await.unwrap_err();
         assert_eq!(
             err,
@@ -492,7 +536,11 @@ async fn throttled_with_retry_after_and_counted() {
             }
         );
         assert_eq!(count(&t, ApiName::MessageTrace, Outcome::Throttled), 1);
-        fake.fault(Endpoint::MessageTrace, When::Next(1), Fault::Throttle { retry_after: None });
+        fake.fault(
+            Endpoint::MessageTrace,
+            When::Next(1),
+            Fault::Throttle { retry_after: None },
+        );
         let err = t.poll_queue(&routes(), DAY, SystemTime::now()).await.unwrap_err();
         assert_eq!(
             err,
@@ -502,12 +550,19 @@ async fn throttled_with_retry_after_and_counted() {
         );
 
         // Throttled details: the poll still succeeds, the rest of the details wait.
-        fake.fault(Endpoint::Details, When::Next(1), Fault::Throttle { retry_after: Some(30) });
+        fake.fault(
+            Endpoint::Details,
+            When::Next(1),
+            Fault::Throttle { retry_after: Some(30) },
+        );
         let v = t.poll_queue(&routes(), DAY, SystemTime::now()).await.unwrap();
         assert_eq!(v.pending, 3);
         assert_eq!(v.details_fetched, 1);
         assert_eq!(count(&t, ApiName::MessageTraceDetails, Outcome::Throttled), 1);
-        assert_eq!(v.connectors["Contoso on-premises"].pending.get(&QueueCode::Unknown), Some(&2));
+        assert_eq!(
+            v.connectors["Contoso on-premises"].pending.get(&QueueCode::Unknown),
+            Some(&2)
+        );
     })
     .await
 }
@@ -550,9 +605,16 @@ async fn server_errors_truncated_and_huge_bodies_are_errors() {
         assert!(!err.to_string().contains("cut@contoso.example"), "{err}");
 
         // 40 MiB streamed: cut off at the 32 MiB bound, never held whole.
-        fake.fault(Endpoint::MessageTrace, When::Next(1), Fault::HugeBody { bytes: 40 << 20 });
+        fake.fault(
+            Endpoint::MessageTrace,
+            When::Next(1),
+            Fault::HugeBody { bytes: 40 << 20 },
+        );
         let err = t.poll_queue(&routes(), DAY, now).await.unwrap_err();
-        assert!(matches!(&err, ApiError::BadResponse(m) if m.contains("larger than")), "{err:?}");
+        assert!(
+            matches!(&err, ApiError::BadResponse(m) if m.contains("larger than")),
+            "{err:?}"
+        );
 
         assert_eq!(count(&t, ApiName::MessageTrace, Outcome::Error), 3);
         // And the client is still fine afterwards.
@@ -578,10 +640,17 @@ async fn next_link_to_another_origin_is_refused() {
             format!("http://{}", fake.addr()),
         ] {
             fake.clear_faults();
-            fake.fault(Endpoint::MessageTrace, When::Next(1), Fault::ForeignNextLink(origin.clone()));
+            fake.fault(
+                Endpoint::MessageTrace,
+                When::Next(1),
+                Fault::ForeignNextLink(origin.clone()),
+            );
             let before = fake.count(Endpoint::MessageTrace);
             let err = t.poll_queue(&routes(), DAY, SystemTime::now()).await.unwrap_err();
-            assert!(matches!(&err, ApiError::BadResponse(m) if m.contains("not followed")), "{origin}: {err:?}");
+            assert!(
+                matches!(&err, ApiError::BadResponse(m) if m.contains("not followed")),
+                "{origin}: {err:?}"
+            );
             assert_eq!(fake.count(Endpoint::MessageTrace), before + 1, "{origin}");
         }
     })
@@ -629,7 +698,11 @@ async fn sync_merges_three_reads_and_reads_config() {
         assert!(view.accepted_domains[0].is_internal_relay());
         assert_eq!(view.accepted_domains[0].domain, "contoso.example");
 
-        let admin: Vec<_> = fake.requests().into_iter().filter(|r| r.endpoint == Endpoint::AdminApi).collect();
+        let admin: Vec<_> = fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.endpoint == Endpoint::AdminApi)
+            .collect();
         let cmdlets: Vec<(String, String)> = admin
             .iter()
             .map(|r| (r.cmdlet.clone().unwrap(), r.parameters.clone().unwrap().to_string()))
@@ -640,9 +713,18 @@ async fn sync_merges_three_reads_and_reads_config() {
             [
                 ("Get-OutboundConnector".into(), "{}".into()),
                 ("Get-OutboundConnector".into(), "{}".into()),
-                ("Get-OutboundConnector".into(), r#"{"IncludeTestModeConnectors":true}"#.into()),
-                ("Get-OutboundConnector".into(), r#"{"IncludeTestModeConnectors":true}"#.into()),
-                ("Get-OutboundConnector".into(), r#"{"IsTransportRuleScoped":true}"#.into()),
+                (
+                    "Get-OutboundConnector".into(),
+                    r#"{"IncludeTestModeConnectors":true}"#.into()
+                ),
+                (
+                    "Get-OutboundConnector".into(),
+                    r#"{"IncludeTestModeConnectors":true}"#.into()
+                ),
+                (
+                    "Get-OutboundConnector".into(),
+                    r#"{"IsTransportRuleScoped":true}"#.into()
+                ),
                 ("Get-TransportConfig".into(), "{}".into()),
                 ("Get-AcceptedDomain".into(), "{}".into()),
             ]
@@ -661,11 +743,18 @@ async fn sync_merges_three_reads_and_reads_config() {
         }
 
         // A failing extra read is soft; a failing plain read fails the sync.
-        fake.fault(Endpoint::AdminApi, When::Nth(fake.count(Endpoint::AdminApi) + 4), Fault::ServerError);
+        fake.fault(
+            Endpoint::AdminApi,
+            When::Nth(fake.count(Endpoint::AdminApi) + 4),
+            Fault::ServerError,
+        );
         let view = t.sync(SystemTime::now()).await.unwrap();
         assert_eq!(view.connectors.as_array().unwrap().len(), 3, "rule-scoped read failed");
         fake.fault(Endpoint::AdminApi, When::Next(1), Fault::ServerError);
-        assert!(matches!(t.sync(SystemTime::now()).await, Err(ApiError::Status { status: 500, .. })));
+        assert!(matches!(
+            t.sync(SystemTime::now()).await,
+            Err(ApiError::Status { status: 500, .. })
+        ));
     })
     .await
 }
@@ -683,7 +772,11 @@ async fn every_request_is_counted() {
             .await
             .unwrap();
         t.sync(SystemTime::now()).await.unwrap();
-        fake.fault(Endpoint::MessageTrace, When::Next(1), Fault::Throttle { retry_after: Some(1) });
+        fake.fault(
+            Endpoint::MessageTrace,
+            When::Next(1),
+            Fault::Throttle { retry_after: Some(1) },
+        );
         let _ = t.poll_queue(&routes(), DAY, SystemTime::now()).await;
 
         let reqs = fake.requests();
@@ -694,7 +787,12 @@ async fn every_request_is_counted() {
             (ApiName::MessageTraceDetails, Endpoint::Details),
             (ApiName::AdminApi, Endpoint::AdminApi),
         ] {
-            let ours: u64 = t.requests().iter().filter(|((a, _), _)| *a == api).map(|(_, n)| n).sum();
+            let ours: u64 = t
+                .requests()
+                .iter()
+                .filter(|((a, _), _)| *a == api)
+                .map(|(_, n)| n)
+                .sum();
             assert_eq!(ours, fake.count(ep), "{api:?}");
             let ok = reqs.iter().filter(|r| r.endpoint == ep && r.status < 300).count() as u64;
             assert_eq!(count(&t, api, Outcome::Ok), ok, "{api:?}");
