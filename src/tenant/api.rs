@@ -470,13 +470,16 @@ impl Api {
         };
         let mut last_err: Option<std::io::Error> = None;
         let mut stream = None;
+        // A black-holed address must not eat the whole deadline before the next one is tried.
+        let per_attempt = self.limits.timeout / 3;
         for addr in addrs {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(s) => {
+            match tokio::time::timeout(per_attempt, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
                     stream = Some(s);
                     break;
                 }
-                Err(e) => last_err = Some(e),
+                Ok(Err(e)) => last_err = Some(e),
+                Err(_) => last_err = Some(std::io::Error::from(std::io::ErrorKind::TimedOut)),
             }
         }
         let Some(stream) = stream else {

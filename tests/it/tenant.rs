@@ -819,3 +819,30 @@ async fn untrusted_server_certificate_is_refused() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_hits_the_request_deadline() {
+    use mailflow_exporter::lab::smtp::{Behavior, FaultServer};
+    use mailflow_exporter::tenant::api::{Api, Limits};
+    use mailflow_exporter::tenant::auth::Scope;
+    bounded(async {
+        let s = Scratch::new("tenant-deadline");
+        let fake = FakeTenant::start(Scenario::new()).await.unwrap();
+        // Accepts TCP and never answers: the TLS handshake waits until the deadline.
+        let silent = FaultServer::start(Behavior::Silent).await.unwrap();
+        let mut cfg = fake.config(secret_file(&s));
+        cfg.login_url = format!("https://{}", silent.addr());
+        let limits = Limits {
+            timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let api = Api::with_limits(&cfg, &fake.extra_ca(), limits).unwrap();
+        let err = api.token(Scope::Graph).await.unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Transport(m) if m.contains("no complete answer")),
+            "{err:?}"
+        );
+        assert_eq!(api.requests(), [((ApiName::Token, Outcome::Error), 1)]);
+    })
+    .await
+}
