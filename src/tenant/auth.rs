@@ -162,7 +162,10 @@ impl TokenSource {
                 form.push(("client_secret", Secret::new(secret)));
             }
             Credential::SecretEnv(var) => match std::env::var(var) {
-                Ok(s) if !s.trim().is_empty() => form.push(("client_secret", Secret::new(s))),
+                Ok(s) if !s.trim().is_empty() => form.push((
+                    "client_secret",
+                    Secret::new(s.trim_end_matches(['\r', '\n']).to_string()),
+                )),
                 Ok(_) => return Err(format!("environment variable {var} is empty")),
                 Err(_) => return Err(format!("environment variable {var} is not set (or not UTF-8)")),
             },
