@@ -3,3 +3,4 @@ pub mod dns;
 pub mod pki;
 pub mod scenarios;
 pub mod smtp;
+pub mod tenant;

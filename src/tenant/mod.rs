@@ -69,7 +69,8 @@ pub struct DeferReason {
 /// Microsoft's queue for one connector.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectorQueue {
-    /// Pending messages by code.
+    /// Pending messages by code: a message's own defer reason, else the newest reason fetched
+    /// for this connector, else [`QueueCode::Unknown`] (see [`trace::poll`]).
     pub pending: BTreeMap<QueueCode, u64>,
     /// When the oldest pending message was received by Exchange Online.
     pub oldest_received: Option<SystemTime>,

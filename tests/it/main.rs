@@ -13,5 +13,6 @@ mod import;
 mod smtp;
 mod support;
 mod taxonomy;
+mod tenant;
 mod tls;
 mod webface;
