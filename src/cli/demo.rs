@@ -6,6 +6,7 @@ use super::args;
 use super::serve::{LogFormat, ServeArgs};
 use crate::config::{Routing, TlsSettings};
 use crate::lab::scenarios::Lab;
+use crate::lab::tenant::{FakeTenant, Scenario as TenantScenario};
 use crate::probe::Prober;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         None => std::env::temp_dir().join(format!("mailflow-demo-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir)?;
-    let config = write_config(&lab, &dir, args)?;
+    // A fake Microsoft 365 tenant on loopback, so the page shows Exchange Online's own view too.
+    let tenant = FakeTenant::start(demo_tenant()).await?;
+    let config = write_config(&lab, &tenant, &dir, args)?;
     let serve = ServeArgs {
         config_file: config.clone(),
         listen: args.listen.clone(),
@@ -72,8 +75,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let url = format!("http://{}/", args.listen.replace("0.0.0.0", "127.0.0.1"));
     eprintln!(
-        "mailflow-exporter demo: {} connectors over built-in loopback fault servers\n  status page  {url}\n  metrics      {url}metrics\n  config       {}\nEvery code shows up within ~{}s. Ctrl-C to stop.",
+        "mailflow-exporter demo: {} connectors over built-in loopback fault servers, and a fake tenant (Exchange Online's view) at {}\n  status page  {url}\n  metrics      {url}metrics\n  config       {}\nEvery code shows up within ~{}s. Ctrl-C to stop.",
         lab.scenarios.len(),
+        tenant.url(),
         config.display(),
         args.interval.as_secs() + args.timeout.as_secs() + 1
     );
@@ -91,10 +95,45 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo connector's own recipient domain, so Microsoft's queue can be told apart per
+/// connector (`healthy.demo.test`, …).
+fn demo_domain(scenario: &str) -> String {
+    format!("{scenario}.{}", crate::lab::scenarios::DOMAIN)
+}
+
+/// What the fake tenant holds: mail for the healthy connector (the probe delivers, Microsoft is
+/// refused: the firewall case), for the refused one whose domain is still InternalRelay (the
+/// migrated case), and a queue no connector matches.
+fn demo_tenant() -> TenantScenario {
+    use crate::lab::tenant::REASON_REFUSED;
+    TenantScenario::new()
+        .pending(
+            &demo_domain("healthy"),
+            4,
+            Duration::from_secs(50 * 60),
+            Some(REASON_REFUSED),
+        )
+        .pending(
+            &demo_domain("refused"),
+            12,
+            Duration::from_secs(5 * 3600),
+            Some(REASON_REFUSED),
+        )
+        .pending("elsewhere.example", 2, Duration::from_secs(20 * 60), None)
+        .with_status(&demo_domain("healthy"), 3, Duration::from_secs(2 * 3600), "Delivered")
+        .accepted_domain(&demo_domain("refused"), "InternalRelay")
+        .accepted_domain(&demo_domain("healthy"), "Authoritative")
+        .message_expiration(serde_json::json!("1.00:00:00"))
+}
+
 /// The lab as an ordinary config file, so the demo runs exactly the code path users run.
-fn write_config(lab: &Lab, dir: &Path, args: &DemoArgs) -> anyhow::Result<PathBuf> {
+fn write_config(lab: &Lab, tenant: &FakeTenant, dir: &Path, args: &DemoArgs) -> anyhow::Result<PathBuf> {
     let ca = dir.join("lab-ca.pem");
     std::fs::write(&ca, lab.pki.ca.cert_pem())?;
+    let tenant_ca = dir.join("lab-tenant-ca.pem");
+    std::fs::write(&tenant_ca, tenant.ca_pem())?;
+    let secret = dir.join("tenant-secret.txt");
+    std::fs::write(&secret, crate::lab::tenant::CLIENT_SECRET)?;
     let mut y = String::new();
     let _ = writeln!(
         y,
@@ -107,7 +146,22 @@ fn write_config(lab: &Lab, dir: &Path, args: &DemoArgs) -> anyhow::Result<PathBu
         args.timeout.as_millis()
     );
     let _ = writeln!(y, "dns: {{ servers: [\"{}\"] }}", lab.dns.addr());
-    let _ = writeln!(y, "trust: {{ extra_ca_files: [\"{}\"] }}", ca.display());
+    let _ = writeln!(
+        y,
+        "trust: {{ extra_ca_files: [\"{}\", \"{}\"] }}",
+        ca.display(),
+        tenant_ca.display()
+    );
+    let _ = writeln!(y, "tenant:");
+    let _ = writeln!(y, "  tenant_id: {}", crate::lab::tenant::TENANT_ID);
+    let _ = writeln!(y, "  client_id: {}", crate::lab::tenant::CLIENT_ID);
+    let _ = writeln!(y, "  client_secret_file: \"{}\"", secret.display());
+    for key in ["login_url", "graph_url", "exchange_url"] {
+        let _ = writeln!(y, "  {key}: {}", tenant.url());
+    }
+    let _ = writeln!(y, "  poll_interval: {}s", args.interval.as_secs().max(5));
+    let _ = writeln!(y, "  sync: true");
+    let _ = writeln!(y, "  sync_interval: 60s");
     let _ = writeln!(y, "connectors:");
     for s in &lab.scenarios {
         let Routing::SmartHosts(hosts) = &s.spec.routing else {
@@ -119,7 +173,7 @@ fn write_config(lab: &Lab, dir: &Path, args: &DemoArgs) -> anyhow::Result<PathBu
         let _ = writeln!(y, "    use_mx_record: false");
         let _ = writeln!(y, "    smart_hosts: [\"{}\"]", h.host);
         let _ = writeln!(y, "    port: {}", h.port.unwrap_or(25));
-        let _ = writeln!(y, "    recipient_domains: [{}]", crate::lab::scenarios::DOMAIN);
+        let _ = writeln!(y, "    recipient_domains: [\"{}\"]", demo_domain(s.name));
         let _ = writeln!(y, "    tls_settings: {}", s.spec.tls_settings);
         if let (TlsSettings::DomainValidation, Some(d)) = (s.spec.tls_settings, &s.spec.tls_domain) {
             let _ = writeln!(y, "    tls_domain: \"{d}\"");

@@ -386,13 +386,16 @@ impl Api {
         if let Some(t) = self.auth.cached(scope, Instant::now()) {
             return Ok(t);
         }
-        let form = self.auth.form(scope, SystemTime::now()).map_err(ApiError::Token)?;
-        let mut ser = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &form {
-            ser.append_pair(k, v.expose());
-        }
-        let body = Bytes::from(ser.finish());
-        drop(form);
+        let body = {
+            // Built in a block of its own: the serializer is not `Send` and must not live
+            // across an await.
+            let form = self.auth.form(scope, SystemTime::now()).map_err(ApiError::Token)?;
+            let mut ser = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &form {
+                ser.append_pair(k, v.expose());
+            }
+            Bytes::from(ser.finish())
+        };
         let url = Url::parse(self.auth.token_url())
             .map_err(|_| ApiError::Token("the token URL is not valid (check tenant_id and login_url)".into()))?;
         let result = self

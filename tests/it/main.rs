@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod connect;
 mod dns;
+mod exo;
 mod hostile;
 mod import;
 mod smtp;
