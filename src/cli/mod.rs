@@ -6,6 +6,7 @@ pub mod args;
 pub mod check;
 pub mod codes;
 pub mod demo;
+pub mod fake_tenant;
 pub mod import;
 pub mod report;
 pub mod serve;
@@ -37,6 +38,9 @@ enum Command {
     ImportConnectors(import::ImportArgs),
     /// List every code and reason with its title, causes and fix (the taxonomy as data).
     Codes(codes::CodesArgs),
+    /// Serve the loopback fake of Microsoft's endpoints (for the end-to-end lab).
+    #[command(hide = true)]
+    FakeTenant(fake_tenant::FakeTenantArgs),
 }
 
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
@@ -56,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => with_runtime(|| async move { serve::main(&args).await }),
         Command::Check(args) => with_runtime(|| async move { check::main(&args).await }),
         Command::Demo(args) => with_runtime(|| async move { demo::main(&args).await }),
+        Command::FakeTenant(args) => with_runtime(|| async move { fake_tenant::main(&args).await }),
     }
 }
 
