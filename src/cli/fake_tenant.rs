@@ -69,7 +69,12 @@ fn load(spec: &str) -> Result<Scenario, String> {
     let mut s = Scenario::new();
     for p in &f.pending {
         let age = Duration::from_secs(p.age_minutes.saturating_mul(60));
-        s = s.pending(&p.domain, p.count.min(10_000), age, p.reason.as_deref().map(reason_line));
+        s = s.pending(
+            &p.domain,
+            p.count.min(10_000),
+            age,
+            p.reason.as_deref().map(reason_line),
+        );
     }
     for a in &f.accepted_domains {
         s = s.accepted_domain(&a.domain, &a.domain_type);

@@ -97,6 +97,9 @@ struct InfoLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
+    revision: &'static str,
+    rustc: &'static str,
+    target: &'static str,
 }
 
 /// What one scrape shows: owned, so encoding holds no lock.
@@ -396,16 +399,68 @@ impl Collector for Scrape {
             ConstCounter::new(p.state_write_failures).encode(m)?;
             let mut m = enc.encode_descriptor(
                 "mailflow_build_info",
-                "Build information (value 1).",
+                "Build information (value 1): version, git revision, compiler and target.",
                 None,
                 MetricType::Gauge,
             )?;
+            let b = &super::process::BUILD;
             ConstGauge::new(1).encode(m.encode_family(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION"),
+                version: b.version,
+                revision: b.revision,
+                rustc: b.rustc,
+                target: b.target,
             })?)?;
+            if let Some(ps) = super::process::read() {
+                encode_process(&mut enc, &ps)?;
+            }
         }
         Ok(())
     }
+}
+
+/// The standard process metrics, as client libraries name them.
+fn encode_process(enc: &mut DescriptorEncoder, p: &super::process::ProcessStats) -> Result<(), std::fmt::Error> {
+    let m = enc.encode_descriptor(
+        "process_cpu_seconds",
+        "Total user and system CPU time spent in seconds.",
+        None,
+        MetricType::Counter,
+    )?;
+    prometheus_client::metrics::counter::ConstCounter::new(p.cpu_seconds).encode(m)?;
+    let gauges: [(&str, &str, Option<f64>); 5] = [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            Some(p.resident_bytes as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            Some(p.virtual_bytes as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            (p.start_time_seconds > 0.0).then_some(p.start_time_seconds),
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            p.open_fds.map(|n| n as f64),
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            p.max_fds.map(|n| n as f64),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        if let Some(v) = v {
+            let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(v).encode(m)?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

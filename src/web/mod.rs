@@ -4,6 +4,7 @@
 
 pub mod conns;
 pub mod metrics;
+pub mod process;
 pub mod routes;
 pub mod status;
 pub mod webconfig;
