@@ -72,6 +72,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         enable_lifecycle: true,
         probe_max_age: Duration::from_secs(5),
         web_config_file: None,
+        telemetry_path: "/metrics".into(),
+        config_check: false,
     };
     let url = format!("http://{}/", args.listen.replace("0.0.0.0", "127.0.0.1"));
     eprintln!(

@@ -7,6 +7,7 @@ pub mod check;
 pub mod codes;
 pub mod demo;
 pub mod fake_tenant;
+pub mod healthcheck;
 pub mod import;
 pub mod report;
 pub mod serve;
@@ -38,6 +39,8 @@ enum Command {
     ImportConnectors(import::ImportArgs),
     /// List every code and reason with its title, causes and fix (the taxonomy as data).
     Codes(codes::CodesArgs),
+    /// Ask a running agent on this machine whether it is healthy (for container health checks).
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Serve the loopback fake of Microsoft's endpoints (for the end-to-end lab).
     #[command(hide = true)]
     FakeTenant(fake_tenant::FakeTenantArgs),
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => with_runtime(|| async move { serve::main(&args).await }),
         Command::Check(args) => with_runtime(|| async move { check::main(&args).await }),
         Command::Demo(args) => with_runtime(|| async move { demo::main(&args).await }),
+        Command::Healthcheck(args) => with_runtime(|| async move { healthcheck::main(&args).await }),
         Command::FakeTenant(args) => with_runtime(|| async move { fake_tenant::main(&args).await }),
     }
 }

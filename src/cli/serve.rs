@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// Allow `/probe?target=HOST` for arbitrary hosts. Off by default: an open prober is a port scanner.
     #[arg(long = "web.enable-adhoc-probes")]
     pub enable_adhoc_probes: bool,
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = telemetry_path)]
+    pub telemetry_path: String,
+    /// Check the configuration (and the web config) and exit: 0 valid, 2 not. Nothing is probed.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
     /// TLS, basic auth and response headers, in the Prometheus exporter-toolkit format.
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
@@ -66,7 +72,65 @@ pub enum StartError {
     Signals(std::io::Error),
 }
 
+/// A path that starts with `/`, without a query, and not one the agent uses for something else.
+fn telemetry_path(s: &str) -> Result<String, super::args::ValueError> {
+    let bad = |problem: &str| super::args::ValueError {
+        value: s.to_string(),
+        problem: problem.to_string(),
+    };
+    if !s.starts_with('/') || s.contains(['?', '#', ' ']) {
+        return Err(bad("a path starting with / (no query)"));
+    }
+    if ["/", "/probe", "/api/status", "/-/healthy", "/-/ready", "/-/reload"].contains(&s) {
+        return Err(bad("taken by another endpoint"));
+    }
+    Ok(s.to_string())
+}
+
+/// `--config.check`: everything a start would read, without probing or listening.
+pub async fn check_only(args: &ServeArgs) -> ExitCode {
+    let path = args.config_file.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let cfg = crate::config::Config::load(&path).map_err(|e| e.to_string())?;
+        crate::agent::build_prober(&cfg).map_err(|e| e.to_string())?;
+        Ok::<_, String>(cfg)
+    })
+    .await;
+    let cfg = match loaded {
+        Ok(Ok(cfg)) => cfg,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(p) = &args.web_config_file
+        && let Err(e) = WebFace::load(p.clone()).await
+    {
+        eprintln!("error: --web.config.file: {e}");
+        return ExitCode::from(2);
+    }
+    println!(
+        "{}: ok, {} connector(s), {} enabled{}",
+        cfg.source.display(),
+        cfg.connectors.len(),
+        cfg.connectors.iter().filter(|c| c.enabled).count(),
+        if cfg.tenant.is_some() {
+            ", tenant configured"
+        } else {
+            ""
+        }
+    );
+    ExitCode::SUCCESS
+}
+
 pub async fn main(args: &ServeArgs) -> ExitCode {
+    if args.config_check {
+        return check_only(args).await;
+    }
     match run(args, None, None).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -114,6 +178,7 @@ pub async fn run(
             enable_adhoc_probes: args.enable_adhoc_probes,
             enable_lifecycle: args.enable_lifecycle,
             probe_max_age: args.probe_max_age,
+            telemetry_path: args.telemetry_path.clone(),
             demo_note,
             web,
         },

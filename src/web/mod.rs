@@ -35,6 +35,8 @@ pub struct HttpOptions {
     pub enable_lifecycle: bool,
     /// `/probe?connector=` answers from memory when the last report is younger.
     pub probe_max_age: std::time::Duration,
+    /// Where `/metrics` is served (`--web.telemetry-path`).
+    pub telemetry_path: String,
     pub demo_note: Option<String>,
     /// TLS, basic auth and headers (`--web.config.file`).
     pub web: Arc<WebFace>,

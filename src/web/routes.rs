@@ -76,8 +76,9 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let telemetry = path == ctx.opts.telemetry_path;
     match (req.method(), path.as_str()) {
-        (&Method::GET | &Method::HEAD, "/metrics") => {
+        (&Method::GET | &Method::HEAD, _) if telemetry => {
             let agent = &ctx.agent;
             let scrape = Scrape {
                 now: agent.clock.now(),
@@ -116,11 +117,15 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
             let body = super::status::json(&ctx.agent);
             respond(StatusCode::OK, "application/json", body)
         }
-        (_, "/metrics" | "/-/healthy" | "/-/ready" | "/") => not_allowed("GET, HEAD"),
+        (_, "/-/healthy" | "/-/ready" | "/") => not_allowed("GET, HEAD"),
+        _ if telemetry => not_allowed("GET, HEAD"),
         (_, "/probe" | "/api/status") => not_allowed("GET"),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /, /metrics, /probe?connector=NAME, /-/healthy\n",
+            format!(
+                "not found: try /, {}, /probe?connector=NAME, /-/healthy\n",
+                ctx.opts.telemetry_path
+            ),
         ),
     }
 }

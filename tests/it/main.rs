@@ -11,6 +11,7 @@ mod dns;
 mod exo;
 mod hostile;
 mod import;
+mod operator;
 mod smtp;
 mod support;
 mod taxonomy;
