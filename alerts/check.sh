@@ -43,6 +43,8 @@ route() { # expected receiver, labels...
 }
 route pager severity=critical alertname=MailflowConnectorDown connector=x
 route tickets severity=warning alertname=MailflowConnectionRefused connector=x code=4.4.316
+route pager severity=critical alertname=MailflowExoMailHeld connector=x
+route tickets severity=warning alertname=MailflowExoAuthFailing api=token
 route tickets alertname=SomethingElse
 
 say "every alert has a severity, a summary, a description and a runbook_url"
@@ -51,7 +53,67 @@ for key in 'severity:' 'summary:' 'description:' 'runbook_url:'; do
   n=$(grep -c "^ *$key" "$rules")
   [ "$n" -eq "$n_alerts" ] || die "$n_alerts alerts but $n '$key' lines in $rules"
 done
-echo "$n_alerts alerts"
+# The same count per alert: exactly one line of each key between one `- alert:` and the next
+# rule or group (so one alert's two summaries cannot hide another's missing one).
+per_alert=$(awk '
+  function flush(  k) {
+    if (name != "") for (k in want) if (seen[k] + 0 != 1) printf "%s has %d %s lines; ", name, seen[k] + 0, k
+    name = ""; split("", seen)
+  }
+  BEGIN { want["severity:"]; want["summary:"]; want["description:"]; want["runbook_url:"] }
+  /^ *- (alert|record|name): / { flush(); if ($2 == "alert:") name = $3; next }
+  name != "" && ($1 in want) { seen[$1]++ }
+  END { flush() }
+' "$rules")
+[ -z "$per_alert" ] || die "$per_alert"
+echo "$n_alerts alerts, each with one of each"
+
+say "every alert has a firing and a silent unit test"
+# In the alert_rule_test cases of the *_test.yml files: a case with exp_alerts entries is a
+# firing case, one without (or with exp_alerts: []) a silent case.
+python3 - "$rules" "$alerts" <<'PY' || die "alerts without unit tests (see above)"
+import glob, os, re, sys
+rules, folder = sys.argv[1], sys.argv[2]
+with open(rules, encoding="utf-8") as f:
+    names = re.findall(r"^\s*- alert: (\S+)", f.read(), re.M)
+firing, silent = set(), set()
+for path in sorted(glob.glob(os.path.join(folder, "*_test.yml"))):
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    case = None  # [alertname, has exp_alerts entries, indentation of its "- "]
+    def close():
+        if case and case[0]:
+            (firing if case[1] else silent).add(case[0])
+    for line in lines:
+        inline = re.match(r"^\s*- \{(.*)\}\s*$", line)
+        if inline and "alertname:" in inline.group(1):
+            close(); case = None
+            m = re.search(r"alertname:\s*(\w+)", inline.group(1))
+            silent.add(m.group(1))
+            continue
+        block = re.match(r"^(\s*)- eval_time:", line)
+        if block:
+            close(); case = ["", False, len(block.group(1))]
+            continue
+        if case is None or not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent <= case[2]:
+            close(); case = None
+            continue
+        m = re.match(r"^\s*alertname:\s*(\w+)", line)
+        if m:
+            case[0] = m.group(1)
+        if re.match(r"^\s*- exp_labels:", line):
+            case[1] = True
+    close()
+bad = [f"{n}: no {' and no '.join(w for w, s in (('firing case', firing), ('silent case', silent)) if n not in s)}"
+       for n in names if n not in firing or n not in silent]
+for b in bad:
+    print(b, file=sys.stderr)
+print(f"{len(names)} alerts, each with a firing and a silent case")
+sys.exit(1 if bad else 0)
+PY
 
 say "one runbook base in the rules and the tests"
 bases=$(grep -ho 'https\?://[^"[:space:]]*/\(docs/runbooks\|alerts/README\.md\)' "$alerts"/*.yml \
@@ -145,6 +207,71 @@ while IFS=$'\t' read -r alert code; do
     || die "$alert selects code ${code} of mailflow:failing_host_reason:increase10m but is no per-code alert of $codes_json"
 done <<<"$per_code"
 is_muted MailflowQueueAgeing || die "MailflowQueueAgeing is missing from the inhibit rule in $am_cfg"
+is_muted MailflowExoMailHeld || die "MailflowExoMailHeld is missing from the inhibit rule in $am_cfg"
 echo "$n_codes codes, $n_codes per-code alerts"
+
+say "runbook links: every fixed runbook_url names a file of this repository, and its #anchor a heading"
+# Templated links (the connector's current code) are checked above through docs/codes.json.
+python3 - "$repo" "$bases" "$rules_alerts" <<'PY' || die "broken runbook links (see above)"
+import os, re, sys
+repo, base, rows = sys.argv[1], sys.argv[2], sys.argv[3]
+def slug(heading):  # GitHub's anchor for a Markdown heading
+    s = heading.strip().lower()
+    s = re.sub(r"[^\w\- ]", "", s)
+    return s.replace(" ", "-")
+bad, n = [], 0
+for row in rows.splitlines():
+    name, _expr, url = (row.split("\t") + ["", ""])[:3]
+    if not url.startswith(base + "/") or "{{" in url:
+        continue
+    n += 1
+    path, _, anchor = url[len(base) + 1:].partition("#")
+    full = os.path.join(repo, path)
+    if not os.path.isfile(full):
+        bad.append(f"{name}: {path} does not exist"); continue
+    if anchor:
+        with open(full, encoding="utf-8") as f:
+            heads = {slug(m) for m in re.findall(r"^#{1,6} +(.*?) *#*$", f.read(), re.M)}
+        if anchor not in heads:
+            bad.append(f"{name}: {path} has no heading for #{anchor}")
+for b in bad:
+    print(b, file=sys.stderr)
+print(f"{n - len(bad)} of {n} fixed links resolve")
+sys.exit(1 if bad else 0)
+PY
+
+say "tenant alerts: each inhibit rule the rule file relies on is in the Alertmanager example"
+# source TAB target for every inhibit rule of $am_cfg (alertname="X" and alertname=~"A|B" matchers).
+inhibit_pairs=$(python3 - "$am_cfg" <<'PY'
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+section = text.split("\ninhibit_rules:", 1)[1] if "\ninhibit_rules:" in text else ""
+section = re.split(r"\n(?=[^\s#])", section, maxsplit=1)[0]
+def names(block):
+    out = []
+    for op, val in re.findall(r'alertname\s*(=~|=)\s*"([^"]*)"', block):
+        out += val.split("|") if op == "=~" else [val]
+    return out
+for rule in re.split(r"\n  - ", section)[1:]:
+    rule = "\n".join(l for l in rule.split("\n") if not l.lstrip().startswith("#"))
+    src, _, tgt = rule.partition("target_matchers")
+    for s in names(src):
+        for t in names(tgt):
+            print(f"{s}\t{t}")
+PY
+) || die "cannot read the inhibit rules of $am_cfg"
+while read -r src tgt; do
+  printf '%s\n' "$inhibit_pairs" | grep -qxF "$src"$'\t'"$tgt" || die "no inhibit rule in $am_cfg lets $src mute $tgt"
+  echo "$src mutes $tgt"
+done <<'PAIRS'
+MailflowExoMailHeld MailflowQueueAgeing
+MailflowExoMessagesNearExpiry MailflowMessagesExpiringSoon
+MailflowExoAuthFailing MailflowExoDataStale
+MailflowExoPermissionMissing MailflowExoDataStale
+MailflowExoThrottled MailflowExoDataStale
+MailflowExoAuthFailing MailflowExoSyncFailing
+MailflowExoPermissionMissing MailflowExoSyncFailing
+MailflowExoThrottled MailflowExoSyncFailing
+PAIRS
 
 say "all alert checks passed"

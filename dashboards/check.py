@@ -5,18 +5,24 @@
     python3 dashboards/check.py --list-exprs         print every PromQL expression, one JSON object a line
     python3 dashboards/check.py --prometheus URL     also run every expression against a Prometheus that
                                                      scrapes a running agent: each must evaluate without
-                                                     error and return data
+                                                     error and return data (expressions on the tenant
+                                                     metrics may be empty, unless --require-tenant-data)
 
 Structure checks: every dashboard parses, has its stable uid (unique), schemaVersion 39, the tags,
 the `datasource`, `instance` and `connector` variables, links to the other dashboards; no datasource
 other than `${datasource}` anywhere (no hard-coded uid); every panel has a description and a unit
-(text and row panels excepted), every target a PromQL `expr` that only uses defined variables; and
-the code titles, causes, fix texts and reason texts shown in the dashboards are exactly the ones in
-docs/codes.json (generated from src/taxonomy.rs).
+(text and row panels excepted), every target a PromQL `expr` that only uses defined variables; a
+panel that queries the tenant metrics (mailflow_exo_*, mailflow_connector_vantage_mismatch, exported
+only with a `tenant:` section) says so in its description; and the code titles, causes, fix texts
+and reason texts shown in the dashboards are exactly the ones in docs/codes.json (generated from
+src/taxonomy.rs).
 
 With --prometheus the Grafana variables are replaced as Grafana would for "All": `$instance` -> `.+`,
 `$connector` -> a regex of the connector names Prometheus knows (from mailflow_connector_info),
 `$__rate_interval` -> 1m, `$__range` -> 5m, `$__interval` -> 15s (override with --set NAME=VALUE).
+An expression on the tenant metrics must evaluate without error but may return nothing (an agent
+without a tenant, or a tenant that holds no mail, has no such series); --require-tenant-data makes
+them count like the others, for a Prometheus that scrapes an agent with a tenant that holds mail.
 """
 
 import argparse
@@ -46,6 +52,12 @@ NO_UNIT_PANELS = {"text", "row"}
 BUILTIN_VARS = {"__rate_interval", "__range", "__interval", "__range_s", "__interval_ms", "__range_ms"}
 LAB_VALUES = {"instance": ".+", "__rate_interval": "1m", "__range": "5m", "__interval": "15s"}
 VAR_RE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)")
+# Series exported only when the agent has a `tenant:` section (Exchange Online's own view).
+TENANT_RE = re.compile(r"\b(mailflow_exo_\w+|mailflow_connector_vantage_mismatch)\b")
+
+
+def is_tenant_expr(expr):
+    return bool(TENANT_RE.search(expr or ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,6 +251,8 @@ def check_dashboard(name, dash, uids, codes, reasons):
         ts = p.get("targets") or []
         if not ts:
             err(f"{where}: no targets")
+        if any(is_tenant_expr(t.get("expr")) for t in ts) and "tenant" not in (p.get("description") or "").lower():
+            err(f"{where}: queries tenant metrics but its description does not say it needs a tenant")
         refs = [t.get("refId") for t in ts]
         if len(set(refs)) != len(refs) or None in refs:
             err(f"{where}: refIds missing or duplicated: {refs}")
@@ -365,6 +379,8 @@ def main():
     ap.add_argument("--prometheus", metavar="URL", help="evaluate every expression against this Prometheus")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a substitution")
     ap.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="retry empty results until this many seconds have passed")
+    ap.add_argument("--require-tenant-data", action="store_true",
+                    help="expressions on the tenant metrics must return data too (a lab whose agent has a tenant that holds mail)")
     ap.add_argument("--dir", default=HERE, help="folder with the dashboards (default: this one)")
     args = ap.parse_args()
     if hasattr(signal, "SIGPIPE"):
@@ -408,7 +424,8 @@ def main():
             if sel:
                 exprs.append({"dashboard": dash.get("uid"), "panel": f"variable ${vname}", "refId": None, "expr": sel})
         for title, t in targets(dash):
-            exprs.append({"dashboard": dash.get("uid"), "panel": title, "refId": t.get("refId"), "expr": t.get("expr", "")})
+            exprs.append({"dashboard": dash.get("uid"), "panel": title, "refId": t.get("refId"), "expr": t.get("expr", ""),
+                          "tenant": is_tenant_expr(t.get("expr", ""))})
 
     if args.list_exprs:
         for e in exprs:
@@ -431,10 +448,11 @@ def main():
         for e in exprs:
             q = substitute(e["expr"], values)
             data, qerr = prom_query(args.prometheus, q)
+            may_be_empty = e.get("tenant") and not args.require_tenant_data
             # rate()/increase() need two samples in the window: a young Prometheus may not have
             # them yet, so an empty result is retried until --wait runs out (errors are final).
             started = time.monotonic()
-            while not qerr and result_size(data) == 0 and time.monotonic() < deadline:
+            while not qerr and not may_be_empty and result_size(data) == 0 and time.monotonic() < deadline:
                 time.sleep(2)
                 data, qerr = prom_query(args.prometheus, q)
             waited = time.monotonic() - started
@@ -442,6 +460,8 @@ def main():
             if qerr:
                 print(f"FAIL  {label}: {qerr}\n      {q}")
                 bad += 1
+            elif result_size(data) == 0 and may_be_empty:
+                print(f"ok    {label}: empty (tenant metrics; none in this Prometheus)")
             elif result_size(data) == 0:
                 print(f"FAIL  {label}: empty result\n      {q}")
                 bad += 1
