@@ -49,11 +49,15 @@ impl ExoState {
         self.fresh_view(now)?.connectors.get(connector)
     }
 
-    /// For the queue clock: `Some` when fresh tenant data exists, with the oldest pending
-    /// message's receipt time for this connector (`None` inside: nothing held).
-    pub fn oldest(&self, connector: &str, now: SystemTime) -> Option<Option<SystemTime>> {
+    /// For the queue clock: `Some` when fresh tenant data exists and messages can be attributed
+    /// to the connector (it names recipient domains), with the oldest pending message's receipt
+    /// time (`None` inside: nothing held).
+    pub fn oldest(&self, connector: &Connector, now: SystemTime) -> Option<Option<SystemTime>> {
+        if !attributable(connector) {
+            return None;
+        }
         let v = self.fresh_view(now)?;
-        Some(v.connectors.get(connector).and_then(|q| q.oldest_received))
+        Some(v.connectors.get(connector.name()).and_then(|q| q.oldest_received))
     }
 
     /// The accepted domain (from the last sync) for a domain the connector names.
@@ -64,6 +68,12 @@ impl ExoState {
             .iter()
             .find(|d| d.domain.eq_ignore_ascii_case(domain))
     }
+}
+
+/// Whether Microsoft's messages can be matched to the connector: only by recipient domain, so a
+/// connector that names none has no view of its own.
+pub fn attributable(connector: &Connector) -> bool {
+    !connector.probe.recipient_domains.is_empty()
 }
 
 /// Microsoft holds mail for the connector while our probe delivers: something admits this agent

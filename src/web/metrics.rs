@@ -318,7 +318,7 @@ impl Collector for Scrape {
         for (name, help, f) in per_connector {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for c in cs {
-                let ms = exo.and_then(|e| e.oldest(c.connector.name(), now));
+                let ms = exo.and_then(|e| e.oldest(&c.connector, now));
                 if let Some(v) = f(c, now, ms) {
                     ConstGauge::new(v).encode(m.encode_family(&ConnectorLabels {
                         connector: c.connector.name().to_string(),
@@ -522,7 +522,11 @@ fn encode_exo(
     ] {
         let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
         if let Some(v) = view {
-            let mut names: Vec<(&str, Duration)> = cs.iter().map(|c| (c.connector.name(), c.expiration)).collect();
+            let mut names: Vec<(&str, Duration)> = cs
+                .iter()
+                .filter(|c| crate::agent::exo::attributable(&c.connector))
+                .map(|c| (c.connector.name(), c.expiration))
+                .collect();
             let default_expiration = cs.first().map(|c| c.expiration).unwrap_or(Duration::from_secs(86_400));
             if v.connectors.contains_key(crate::tenant::UNATTRIBUTED) {
                 names.push((crate::tenant::UNATTRIBUTED, default_expiration));
@@ -546,7 +550,7 @@ fn encode_exo(
     for c in cs {
         let q = x.state.queue(c.connector.name(), now);
         let mismatch = crate::agent::exo::vantage_mismatch(q, c.delivered());
-        if x.state.fresh_view(now).is_some() {
+        if x.state.fresh_view(now).is_some() && crate::agent::exo::attributable(&c.connector) {
             ConstGauge::new(mismatch as i64).encode(m.encode_family(&ConnectorLabels {
                 connector: c.connector.name().to_string(),
             })?)?;

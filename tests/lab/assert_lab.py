@@ -39,6 +39,16 @@ FAULTS = {
 }
 HEALTHY = ["Healthy", "Healthy by MX", "Expiring soon"]
 
+# Exchange Online's view (the fake tenant, tests/lab/tenant.json): alert -> connectors it must
+# reach the webhook for. Firewalled delivers to the probe while Microsoft holds its mail; the
+# queue for Busy 421 is about to expire. (Microsoft's queue alert for Refused is muted by
+# MailflowConnectorDown, as the Alertmanager example configures.)
+TENANT_ALERTS = {
+    "MailflowExoMailHeld": ["Firewalled"],
+    "MailflowVantageMismatch": ["Firewalled"],
+    "MailflowExoMessagesNearExpiry": ["Busy 421"],
+}
+
 # The fault that the lab fixes between the "fire" and the "resolve" phase.
 RESOLVED = "Refused"
 
@@ -78,6 +88,9 @@ def table_problems(catalog, faults=None, healthy=None, resolved=None):
             problems.append(f"{connector!r}: reason {reason!r} belongs to {known_reasons[reason]}, not {code}")
     for connector in set(healthy) & set(faults):
         problems.append(f"{connector!r} is both a fault and healthy")
+    for alert, connectors in TENANT_ALERTS.items():
+        for connector in set(connectors) & set(healthy):
+            problems.append(f"{connector!r} expects {alert} but is listed as healthy")
     if resolved not in faults:
         problems.append(f"the fault fixed for the resolve phase ({resolved!r}) is not in FAULTS")
     return problems
@@ -170,7 +183,25 @@ def fire(log, alert_for):
 
     wait("certificate-expiry alert for the connector whose certificate ends in 5 days", cert_soon, 60)
 
-    # 5. Nothing was ever sent about the healthy connectors' delivery.
+    # 5. Exchange Online's view: Microsoft's queue, the mismatch, the migrated case.
+    def tenant_alerts():
+        firing = {(a["labels"].get("alertname"), a["labels"].get("connector"))
+                  for a in notifications(log) if a.get("status") == "firing"}
+        missing = [(n, c) for n, cs in TENANT_ALERTS.items() for c in cs if (n, c) not in firing]
+        return True if not missing else f"missing: {missing}"
+
+    wait("Microsoft's queue, near-expiry and vantage-mismatch alerts reached the webhook", tenant_alerts, 180)
+
+    def tenant_page():
+        rows = {r["connector"]: r for r in json.loads(get(f"{AGENT}/api/status"))}
+        fw, ref = rows.get("Firewalled", {}), rows.get("Refused", {})
+        ok = (fw.get("vantage_mismatch") is True and (fw.get("microsoft") or {}).get("held") == 3
+              and "Set-AcceptedDomain" in (ref.get("migrated_fix") or ""))
+        return True if ok else f"Firewalled {fw.get('microsoft')}, Refused fix {ref.get('migrated_fix')}"
+
+    wait("the status data shows both views, the mismatch and the migrated-tenant fix", tenant_page, 60)
+
+    # 6. Nothing was ever sent about the healthy connectors' delivery.
     assert_quiet(log)
 
 

@@ -50,7 +50,7 @@ trap cleanup EXIT
 
 rm -rf "$LAB"
 mkdir -p "$LAB"/{dns,postfix/spool,postfix/data,rules,prometheus,alertmanager} "$ARTIFACTS"
-render() { sed "s#@LAB@#$LAB#g" "$1" >"$2"; }
+render() { sed -e "s#@LAB@#$LAB#g" -e "s#@TENANT_URL@#${TENANT_URL:-}#g" "$1" >"$2"; }
 
 say "PKI"
 "$here/pki.sh" "$LAB/pki"
@@ -93,6 +93,11 @@ render "$here/alertmanager.yml.in" "$LAB/alertmanager/alertmanager.yml"
 amtool check-config "$LAB/alertmanager/alertmanager.yml" >/dev/null
 bg alertmanager prometheus-alertmanager --config.file="$LAB/alertmanager/alertmanager.yml" \
   --storage.path="$LAB/alertmanager/data" --web.listen-address=127.0.0.1:19093 --cluster.listen-address=
+say "fake tenant (Microsoft's endpoints on loopback) with tests/lab/tenant.json"
+bg tenant "$AGENT" fake-tenant --dir "$LAB/tenant" --scenario "$here/tenant.json"
+for _ in $(seq 1 100); do [ -s "$LAB/tenant/url" ] && break; sleep 0.1; done
+[ -s "$LAB/tenant/url" ] || die "the fake tenant did not start: $(cat "$ARTIFACTS/tenant.log" 2>/dev/null)"
+TENANT_URL=$(cat "$LAB/tenant/url")
 render "$here/agent.yaml.in" "$LAB/agent.yaml"
 bg agent "$AGENT" serve --config.file "$LAB/agent.yaml" --web.listen-address 127.0.0.1:19325 \
   --storage.path "$LAB/agent-data" --log.level info
@@ -113,7 +118,7 @@ say "waiting for alerts"
 $PY "$here/assert_lab.py" fire "$ARTIFACTS/notifications.jsonl"
 
 say "every PromQL expression of the dashboards against this Prometheus"
-$PY "$repo/dashboards/check.py" --prometheus http://127.0.0.1:19090 --wait 120
+$PY "$repo/dashboards/check.py" --prometheus http://127.0.0.1:19090 --wait 120 --require-tenant-data
 
 say "status page screenshot (headless Chromium)"
 if command -v chromium >/dev/null; then

@@ -71,7 +71,7 @@ pub fn render(agent: &Agent, note: Option<String>) -> String {
 
 fn connector_view(c: &ConnectorState, now: SystemTime, exo: Option<&ExoState>) -> ConnectorView {
     let k = &c.connector;
-    let ms = exo.and_then(|e| e.oldest(k.name(), now));
+    let ms = exo.and_then(|e| e.oldest(k, now));
     let state = if !k.enabled {
         ViewState::Disabled
     } else {
@@ -169,7 +169,9 @@ fn connector_view(c: &ConnectorState, now: SystemTime, exo: Option<&ExoState>) -
         attempts,
         recent,
         warnings: last.map(|r| r.warnings.clone()).unwrap_or_default(),
-        microsoft: exo.and_then(|e| microsoft_view(e, k.name(), now)),
+        microsoft: exo
+            .filter(|_| exo::attributable(k))
+            .and_then(|e| microsoft_view(e, k.name(), now)),
         mismatch: exo.is_some_and(|e| exo::vantage_mismatch(e.queue(k.name(), now), c.delivered())),
         migrated_fix: exo
             .and_then(|e| exo::migrated_domain(e, k, last.and_then(|r| r.code)))
