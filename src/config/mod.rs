@@ -237,13 +237,15 @@ impl Config {
             Some(t) => Some(build_tenant(&ctx, base, t)?),
             None => None,
         };
-        if raw.connectors.referenced == serde_saphyr::Location::UNKNOWN && !tenant.as_ref().is_some_and(|t| t.sync) {
+        // Without connectors an agent with a tenant still reads Microsoft's queue (all of it
+        // unattributed) and, with sync, the tenant's connectors; without a tenant it has nothing to do.
+        if raw.connectors.referenced == serde_saphyr::Location::UNKNOWN && tenant.is_none() {
             return Err(ConfigError {
                 file: file.clone(),
                 line: 0,
                 column: 0,
                 field: "connectors".into(),
-                message: "missing: list connectors, or read them from the tenant with tenant.sync: true".into(),
+                message: "missing: list connectors, or configure a tenant (see README: Connect your tenant)".into(),
             });
         }
 
@@ -935,7 +937,9 @@ connectors:
         let e = parse(&format!("{head}  client_secret: hunter2\n")).expect_err("secret in the file");
         assert_eq!(e.field, "tenant.client_secret");
         assert!(e.message.contains("client_secret_file"), "{e}");
-        let e = parse(&format!("{head}  client_secret_file: secret.txt\n")).expect_err("no connectors, no sync");
+        let c = parse(&format!("{head}  client_secret_file: secret.txt\n")).expect("a tenant alone is enough");
+        assert!(c.connectors.is_empty());
+        let e = parse("defaults: { interval: 60s }\n").expect_err("neither connectors nor a tenant");
         assert_eq!(e.field, "connectors");
         let e = parse(&format!(
             "{head}  client_secret_env: X\n  federated_token_file: /t\nconnectors: []\n"
