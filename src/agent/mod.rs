@@ -181,14 +181,24 @@ fn build(cfg: &Config) -> Result<(Prober, Option<Tenant>), LoadError> {
 pub fn merge_states(states: &mut BTreeMap<String, Arc<ConnectorState>>, cfg: &Config) {
     states.retain(|name, _| cfg.connector(name).is_some());
     let expiration = cfg.defaults.message_expiration;
+    let histograms = cfg.metrics.phase_histograms;
+    let fresh = |c: &Connector| {
+        let mut st = ConnectorState::new(c.clone(), expiration);
+        st.histograms = histograms;
+        Arc::new(st)
+    };
     for c in &cfg.connectors {
         match states.get_mut(c.name()) {
             Some(st) if !c.enabled => {
                 // A disabled connector keeps no probe results: nothing stale to alert on, and
                 // re-enabling it starts a fresh queue clock.
-                *st = Arc::new(ConnectorState::new(c.clone(), expiration));
+                *st = fresh(c);
             }
             Some(st) => {
+                if st.connector == *c && st.expiration == expiration && st.histograms == histograms {
+                    // Unchanged: no copy of the state.
+                    continue;
+                }
                 let st = Arc::make_mut(st);
                 if st.connector.probe.routing != c.probe.routing || st.connector.probe.port != c.probe.port {
                     // Different targets: old per-host series would be stale.
@@ -196,12 +206,13 @@ pub fn merge_states(states: &mut BTreeMap<String, Arc<ConnectorState>>, cfg: &Co
                 }
                 st.connector = c.clone();
                 st.expiration = expiration;
+                if !histograms {
+                    st.durations.clear();
+                }
+                st.histograms = histograms;
             }
             None => {
-                states.insert(
-                    c.name().to_string(),
-                    Arc::new(ConnectorState::new(c.clone(), expiration)),
-                );
+                states.insert(c.name().to_string(), fresh(c));
             }
         }
     }

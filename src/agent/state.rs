@@ -92,8 +92,10 @@ pub struct ConnectorState {
     pub connector: Connector,
     pub expiration: Duration,
     pub hosts: BTreeMap<String, HostStats>,
-    /// Phase name (`dns`, …, `total`) → latency histogram.
+    /// Phase name (`dns`, …, `total`) → latency histogram (only with `metrics.phase_histograms`).
     pub durations: BTreeMap<&'static str, Histogram>,
+    /// Whether to keep those histograms.
+    pub histograms: bool,
     pub last: Option<Arc<ProbeReport>>,
     pub last_at: Option<SystemTime>,
     pub failing_since: Option<SystemTime>,
@@ -110,6 +112,7 @@ impl ConnectorState {
             expiration,
             hosts: BTreeMap::new(),
             durations: BTreeMap::new(),
+            histograms: false,
             last: None,
             last_at: None,
             failing_since: None,
@@ -151,16 +154,20 @@ impl ConnectorState {
                     h.tls = Some(t.clone());
                 }
             }
-            for p in HISTOGRAM_PHASES {
-                if let Some(s) = a.durations.get(&p) {
-                    self.durations.entry(p.as_str()).or_default().observe(*s);
+            if self.histograms {
+                for p in HISTOGRAM_PHASES {
+                    if let Some(s) = a.durations.get(&p) {
+                        self.durations.entry(p.as_str()).or_default().observe(*s);
+                    }
                 }
             }
         }
-        self.durations
-            .entry("total")
-            .or_default()
-            .observe(report.duration_seconds);
+        if self.histograms {
+            self.durations
+                .entry("total")
+                .or_default()
+                .observe(report.duration_seconds);
+        }
 
         let was_failing = self.failing_since.is_some();
         if report.delivered {
@@ -338,6 +345,7 @@ mod tests {
     #[test]
     fn record_counts_hosts_codes_and_keeps_the_last_chain() {
         let mut st = ConnectorState::new(connector(), Duration::from_secs(86_400));
+        st.histograms = true;
         assert_eq!(st.status(), None, "never probed");
         assert!(!st.record(
             report(vec![ok_attempt("mx1.a.test"), failed_attempt("mx2.a.test")]),

@@ -186,10 +186,95 @@ impl ConnectorSource {
     }
 }
 
+/// What a connector carries in Exchange Online, as `Get-OutboundConnector` says (scoping and
+/// hybrid flags): it decides how loudly a failure should page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Carries {
+    /// `RouteAllMessagesViaOnPremises`: centralized mail transport, all external mail goes here.
+    pub route_all_via_on_premises: bool,
+    /// `CloudServicesMailEnabled`: the hybrid path; on-premises servers often accept Microsoft
+    /// 365 only by certificate, so an outside probe may be refused where Microsoft is not.
+    pub cloud_services_mail: bool,
+    /// `IsTransportRuleScoped`: used only for mail a transport rule sends to it.
+    pub transport_rule_scoped: bool,
+    /// `AllAcceptedDomains`.
+    pub all_accepted_domains: bool,
+    /// `ConnectorSource`.
+    pub connector_source: ConnectorOrigin,
+}
+
+/// `ConnectorSource`, reduced to a bounded set (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ConnectorOrigin {
+    #[default]
+    Default,
+    HybridWizard,
+    Migrated,
+    AdminUi,
+    Other,
+}
+
+impl ConnectorOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorOrigin::Default => "default",
+            ConnectorOrigin::HybridWizard => "hybrid_wizard",
+            ConnectorOrigin::Migrated => "migrated",
+            ConnectorOrigin::AdminUi => "admin_ui",
+            ConnectorOrigin::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> ConnectorOrigin {
+        match normalize_enum(s).as_str() {
+            "" | "default" => ConnectorOrigin::Default,
+            "hybridwizard" => ConnectorOrigin::HybridWizard,
+            "migrated" => ConnectorOrigin::Migrated,
+            "adminui" => ConnectorOrigin::AdminUi,
+            _ => ConnectorOrigin::Other,
+        }
+    }
+}
+
+/// How much a connector matters, for alert severity (a metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Test mode: Exchange Online does not send production mail through it.
+    Test,
+    /// Transport-rule scoped: only mail a rule redirects.
+    RuleScoped,
+    /// Centralized mail transport: all external mail.
+    Centralized,
+    /// The hybrid path to on-premises Exchange.
+    Hybrid,
+    Standard,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Test,
+        Role::RuleScoped,
+        Role::Centralized,
+        Role::Hybrid,
+        Role::Standard,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Test => "test",
+            Role::RuleScoped => "rule_scoped",
+            Role::Centralized => "centralized",
+            Role::Hybrid => "hybrid",
+            Role::Standard => "standard",
+        }
+    }
+}
+
 /// A validated connector: the probe plus scheduling and labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Connector {
     pub source: ConnectorSource,
+    pub carries: Carries,
     pub enabled: bool,
     pub connector_type: ConnectorType,
     pub interval: Duration,
@@ -202,5 +287,21 @@ pub struct Connector {
 impl Connector {
     pub fn name(&self) -> &str {
         &self.probe.connector
+    }
+
+    /// Test mode and rule scoping first (they carry little), then centralized transport (it
+    /// carries everything), then the hybrid path.
+    pub fn role(&self) -> Role {
+        if self.test_mode {
+            Role::Test
+        } else if self.carries.transport_rule_scoped {
+            Role::RuleScoped
+        } else if self.carries.route_all_via_on_premises {
+            Role::Centralized
+        } else if self.carries.cloud_services_mail {
+            Role::Hybrid
+        } else {
+            Role::Standard
+        }
     }
 }

@@ -7,7 +7,10 @@ pub mod names;
 mod raw;
 pub mod tenant;
 
-pub use connector::{Connector, ConnectorSource, ConnectorType, ProbeSpec, Routing, TlsSettings, normalize_enum};
+pub use connector::{
+    Carries, Connector, ConnectorOrigin, ConnectorSource, ConnectorType, ProbeSpec, Role, Routing, TlsSettings,
+    normalize_enum,
+};
 pub use names::{ConnectorName, DomainPattern, Host, HostName, HostPort, MAX_CONNECTOR_NAME_CHARS, NameError};
 
 pub use tenant::{Credential, TenantConfig};
@@ -29,6 +32,17 @@ pub struct Config {
     pub connectors: Vec<Connector>,
     /// Exchange Online's own view (`tenant:`), when configured.
     pub tenant: Option<TenantConfig>,
+    pub metrics: MetricsOptions,
+}
+
+/// Series that cost more than most users need, off by default (`metrics:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetricsOptions {
+    /// `mailflow_probe_duration_seconds{phase}`: a histogram per phase (about 100 series per
+    /// connector) instead of the last probe's duration alone.
+    pub phase_histograms: bool,
+    /// `mailflow_tls_certificate_not_before_timestamp_seconds` beside the expiry.
+    pub certificate_not_before: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +285,10 @@ impl Config {
             max_concurrent_probes,
             connectors,
             tenant,
+            metrics: MetricsOptions {
+                phase_histograms: raw.metrics.phase_histograms.unwrap_or(false),
+                certificate_not_before: raw.metrics.certificate_not_before.unwrap_or(false),
+            },
         })
     }
 
@@ -633,6 +651,17 @@ fn build_connector(
     };
     Ok(Connector {
         source: ConnectorSource::File,
+        carries: Carries {
+            route_all_via_on_premises: c.route_all_messages_via_on_premises.unwrap_or(false),
+            cloud_services_mail: c.cloud_services_mail_enabled.unwrap_or(false),
+            transport_rule_scoped: c.transport_rule_scoped.unwrap_or(false),
+            all_accepted_domains: c.all_accepted_domains.unwrap_or(false),
+            connector_source: c
+                .connector_source
+                .as_deref()
+                .map(ConnectorOrigin::parse)
+                .unwrap_or_default(),
+        },
         enabled: c.enabled.unwrap_or(true),
         connector_type: c.connector_type.unwrap_or_default(),
         interval,

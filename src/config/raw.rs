@@ -78,7 +78,26 @@ pub(super) struct RawConnector {
     #[serde(default)]
     pub(super) test_mode: Option<bool>,
     #[serde(default)]
+    pub(super) route_all_messages_via_on_premises: Option<bool>,
+    #[serde(default)]
+    pub(super) cloud_services_mail_enabled: Option<bool>,
+    #[serde(default)]
+    pub(super) transport_rule_scoped: Option<bool>,
+    #[serde(default)]
+    pub(super) all_accepted_domains: Option<bool>,
+    #[serde(default)]
+    pub(super) connector_source: Option<String>,
+    #[serde(default)]
     pub(super) comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    #[serde(default)]
+    pub(super) phase_histograms: Option<bool>,
+    #[serde(default)]
+    pub(super) certificate_not_before: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +147,8 @@ pub(super) struct RawConfig {
     pub(super) max_concurrent_probes: Option<Spanned<usize>>,
     #[serde(default)]
     pub(super) tenant: Option<Spanned<RawTenant>>,
+    #[serde(default)]
+    pub(super) metrics: RawMetrics,
     #[serde(default = "no_connectors")]
     pub(super) connectors: Spanned<Vec<Spanned<RawConnector>>>,
 }

@@ -616,6 +616,9 @@ struct Conn {
     tls: TlsSettings,
     tls_domain: Option<String>,
     test_mode: bool,
+    /// Scoping and hybrid flags, written as fields (they set the connector's alert severity).
+    carries: Vec<(&'static str, bool)>,
+    connector_source: Option<String>,
     comment: Option<String>,
     /// `(field, commented-out value, reason)`: what we could not write as a value.
     dropped: Vec<(&'static str, String, String)>,
@@ -720,6 +723,8 @@ fn read_connector(index: usize, m: &Map<String, Value>) -> Result<Conn, ImportEr
         tls,
         tls_domain: None,
         test_mode,
+        carries: Vec::new(),
+        connector_source: None,
         comment: None,
         dropped: Vec::new(),
         meta: Vec::new(),
@@ -751,16 +756,30 @@ fn read_connector(index: usize, m: &Map<String, Value>) -> Result<Conn, ImportEr
     if !ids.is_empty() {
         c.meta.push(ids.join(", "));
     }
-    let flags: Vec<String> = [
-        "IsTransportRuleScoped",
-        "AllAcceptedDomains",
-        "RouteAllMessagesViaOnPremises",
-    ]
-    .iter()
-    .filter_map(|k| get(m, k).map(|v| format!("{k}: {}", as_bool(v).map_or_else(|| brief(v), |b| b.to_string()))))
-    .collect();
-    if !flags.is_empty() {
-        c.meta.push(flags.join(", "));
+    for (key, field) in [
+        ("RouteAllMessagesViaOnPremises", "route_all_messages_via_on_premises"),
+        ("CloudServicesMailEnabled", "cloud_services_mail_enabled"),
+        ("IsTransportRuleScoped", "transport_rule_scoped"),
+        ("AllAcceptedDomains", "all_accepted_domains"),
+    ] {
+        match get(m, key).map(|v| (v, as_bool(v))) {
+            Some((_, Some(b))) => c.carries.push((field, b)),
+            Some((v, None)) => c.drop_value(field, &brief(v), format!("is not true or false ({key})")),
+            None => {}
+        }
+    }
+    if let Some(Value::String(src)) = get(m, "ConnectorSource") {
+        let src = src.trim();
+        if !src.is_empty() {
+            c.connector_source = Some(src.to_string());
+        }
+    }
+    if c.carries.contains(&("cloud_services_mail_enabled", true)) {
+        c.warn(
+            "CloudServicesMailEnabled (the hybrid path): on-premises servers often accept Microsoft 365 only by its \
+             certificate, so a probe from elsewhere may be refused where Exchange Online is not"
+                .into(),
+        );
     }
     let modes: Vec<String> = ["MtaStsMode", "SmtpDaneMode"]
         .iter()
@@ -1137,6 +1156,14 @@ fn render_connector(c: &Conn, compact: bool) -> String {
     }
     if c.test_mode {
         let _ = writeln!(o, "    test_mode: true");
+    }
+    for (field, value) in &c.carries {
+        if *value || !compact {
+            let _ = writeln!(o, "    {field}: {value}");
+        }
+    }
+    if let Some(src) = &c.connector_source {
+        let _ = writeln!(o, "    connector_source: {}", quote(src));
     }
     if let Some(cm) = &c.comment {
         let _ = writeln!(o, "    comment: {}", quote(cm));

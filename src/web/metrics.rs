@@ -92,6 +92,12 @@ struct InfoLabels {
     enabled: &'static str,
     test_mode: &'static str,
     source: &'static str,
+    role: &'static str,
+    route_all_messages_via_on_premises: &'static str,
+    cloud_services_mail_enabled: &'static str,
+    transport_rule_scoped: &'static str,
+    all_accepted_domains: &'static str,
+    connector_source: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,6 +119,8 @@ pub struct Scrape {
     pub web_config_ok: Option<bool>,
     /// Exchange Online's view, when a tenant is configured.
     pub exo: Option<ExoScrape>,
+    /// Which optional series to write.
+    pub options: crate::config::MetricsOptions,
 }
 
 /// What a scrape shows of the tenant integration.
@@ -219,33 +227,54 @@ impl Collector for Scrape {
             }
         }
         let mut m = enc.encode_descriptor(
-            "mailflow_probe_duration_seconds",
-            "Time spent in each phase of a delivery attempt (total: the whole connector probe).",
+            "mailflow_probe_last_duration_seconds",
+            "How long the connector's last probe took, all hosts and steps together.",
             None,
-            MetricType::Histogram,
+            MetricType::Gauge,
         )?;
         for c in cs {
-            for (phase, h) in &c.durations {
-                let l = PhaseLabels {
+            if let Some(r) = &c.last {
+                ConstGauge::new(r.duration_seconds).encode(m.encode_family(&ConnectorLabels {
                     connector: c.connector.name().to_string(),
-                    phase,
-                };
-                m.encode_family(&l)?
-                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(h.sum, h.count, &h.buckets(), None)?;
+                })?)?;
             }
         }
-        for (name, help, pick) in [
-            (
-                "mailflow_tls_certificate_not_after_timestamp_seconds",
-                "Expiry of each certificate the host presented, also when it failed validation.",
-                true,
-            ),
-            (
+        if self.options.phase_histograms {
+            let mut m = enc.encode_descriptor(
+                "mailflow_probe_duration_seconds",
+                "Time spent in each phase of a delivery attempt (total: the whole connector probe). Only with metrics.phase_histograms.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for c in cs {
+                for (phase, h) in &c.durations {
+                    let l = PhaseLabels {
+                        connector: c.connector.name().to_string(),
+                        phase,
+                    };
+                    m.encode_family(&l)?
+                        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                            h.sum,
+                            h.count,
+                            &h.buckets(),
+                            None,
+                        )?;
+                }
+            }
+        }
+        let mut cert_metrics = vec![(
+            "mailflow_tls_certificate_not_after_timestamp_seconds",
+            "Expiry of each certificate the host presented, also when it failed validation.",
+            true,
+        )];
+        if self.options.certificate_not_before {
+            cert_metrics.push((
                 "mailflow_tls_certificate_not_before_timestamp_seconds",
-                "Start of validity of each certificate the host presented.",
+                "Start of validity of each certificate the host presented. Only with metrics.certificate_not_before.",
                 false,
-            ),
-        ] {
+            ));
+        }
+        for (name, help, pick) in cert_metrics {
             let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for c in cs {
                 for (host, h) in &c.hosts {
@@ -343,6 +372,12 @@ impl Collector for Scrape {
                 enabled: b(k.enabled),
                 test_mode: b(k.test_mode),
                 source: k.source.as_str(),
+                role: k.role().as_str(),
+                route_all_messages_via_on_premises: b(k.carries.route_all_via_on_premises),
+                cloud_services_mail_enabled: b(k.carries.cloud_services_mail),
+                transport_rule_scoped: b(k.carries.transport_rule_scoped),
+                all_accepted_domains: b(k.carries.all_accepted_domains),
+                connector_source: k.carries.connector_source.as_str(),
             };
             ConstGauge::new(1).encode(m.encode_family(&l)?)?;
         }

@@ -86,6 +86,7 @@ async fn route(ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 process: Some(agent.self_status()),
                 web_config_ok: ctx.opts.web.last_ok(),
                 exo: exo_scrape(agent),
+                options: agent.config().metrics,
             };
             metrics_response(scrape, openmetrics)
         }
@@ -200,6 +201,7 @@ async fn probe(ctx: &Ctx, query: &[(String, String)], openmetrics: bool) -> Resp
                 process: None,
                 web_config_ok: None,
                 exo: None,
+                options: ctx.agent.config().metrics,
             },
             openmetrics,
         );
@@ -253,6 +255,7 @@ async fn adhoc(
     };
     let connector = Connector {
         source: Default::default(),
+        carries: Default::default(),
         enabled: true,
         connector_type: Default::default(),
         interval: cfg.defaults.interval,
@@ -287,6 +290,7 @@ async fn adhoc(
             process: None,
             web_config_ok: None,
             exo: None,
+            options: cfg.metrics,
         },
         openmetrics,
     )

@@ -13,6 +13,7 @@ use crate::support::process::{Exporter, POLL, WAIT_DEADLINE, run, run_with_deadl
 use crate::support::scratch::Scratch;
 use crate::support::smtp;
 use mailflow_exporter::agent::HISTOGRAM_PHASES;
+use mailflow_exporter::config::Role;
 use mailflow_exporter::lab::dns::FakeDns;
 use mailflow_exporter::lab::pki::LabPki;
 use mailflow_exporter::lab::smtp::{Behavior, BlackholeListener, FaultServer, SmtpOptions, closed_port};
@@ -74,6 +75,8 @@ fn conn_at(name: &str, addr: SocketAddr) -> Conn {
 #[derive(Clone, Default)]
 struct Cfg {
     dns: Option<SocketAddr>,
+    /// `metrics:` with every optional series on.
+    all_metrics: bool,
     ca: Option<PathBuf>,
     expiration: Option<&'static str>,
     connectors: Vec<Conn>,
@@ -97,6 +100,9 @@ impl Cfg {
         }
         if let Some(ca) = &self.ca {
             y += &format!("trust:\n  extra_ca_files: [{}]\n", q(&ca.display().to_string()));
+        }
+        if self.all_metrics {
+            y += "metrics:\n  phase_histograms: true\n  certificate_not_before: true\n";
         }
         y += "connectors:\n";
         for c in &self.connectors {
@@ -260,8 +266,20 @@ async fn expired_certificate_gauges_and_4_7_320() {
     }
     assert!(c.label("subject").contains(LAB_HOST), "{c:?}");
     assert!(c.label("issuer").contains("Mailflow Lab Test CA"), "{c:?}");
-    let nb = m.value("mailflow_tls_certificate_not_before_timestamp_seconds", &leaf);
-    assert!(nb < c.value, "not_before {nb} after not_after {}", c.value);
+    // Optional series stay off by default; the last probe's duration is always there.
+    for family in [
+        "mailflow_tls_certificate_not_before_timestamp_seconds",
+        "mailflow_probe_duration_seconds_bucket",
+        "mailflow_probe_duration_seconds_count",
+    ] {
+        assert!(
+            m.all(family, &[]).is_empty(),
+            "{family} without metrics: opt-in\n{}",
+            m.text
+        );
+    }
+    let took = m.value("mailflow_probe_last_duration_seconds", &[("connector", "Expired")]);
+    assert!(took > 0.0 && took < 10.0, "last duration {took}");
 
     assert!(
         m.value(
@@ -859,6 +877,7 @@ async fn rich_lab() -> RichLab {
     let cfg = Cfg {
         dns: Some(dns.addr()),
         ca: Some(ca),
+        all_metrics: true,
         ..Cfg::new(conns)
     };
     let config = scratch.write("mailflow.yaml", &cfg.yaml());
@@ -911,9 +930,16 @@ async fn promtool_accepts_the_scrape_and_openmetrics_is_well_formed() {
         "mailflow_tls_certificate_not_after_timestamp_seconds",
         "mailflow_connector_status",
         "mailflow_config_last_reload_successful",
+        "mailflow_probe_last_duration_seconds",
+        "mailflow_tls_certificate_not_before_timestamp_seconds",
     ] {
         assert!(!m.all(family, &[]).is_empty(), "no {family} in\n{}", m.text);
     }
+    // metrics.certificate_not_before: the validity window of the expired leaf, in order.
+    let leaf = [("connector", "Expired"), ("host", LAB_HOST), ("position", "leaf")];
+    let nb = m.value("mailflow_tls_certificate_not_before_timestamp_seconds", &leaf);
+    let na = m.value("mailflow_tls_certificate_not_after_timestamp_seconds", &leaf);
+    assert!(0.0 < nb && nb < na, "not_before {nb}, not_after {na}");
     let text = m.text.clone();
     let out = tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(&promtool);
@@ -1020,7 +1046,16 @@ async fn labels_are_bounded() {
                 "tls_settings" => {
                     ["none", "encryption-only", "certificate-validation", "domain-validation"].contains(&v.as_str())
                 }
-                "enabled" | "test_mode" => v == "true" || v == "false",
+                "enabled"
+                | "test_mode"
+                | "route_all_messages_via_on_premises"
+                | "cloud_services_mail_enabled"
+                | "transport_rule_scoped"
+                | "all_accepted_domains" => v == "true" || v == "false",
+                "role" => Role::ALL.iter().any(|r| r.as_str() == v),
+                "connector_source" => {
+                    ["default", "hybrid_wizard", "migrated", "admin_ui", "other"].contains(&v.as_str())
+                }
                 "action" => ["skipped", "clamped"].contains(&v.as_str()),
                 "source" => ["file", "tenant"].contains(&v.as_str()),
                 // Build facts: one value per binary.

@@ -2,7 +2,7 @@
 //! writes them, turned into YAML that must load with the config loader and say what the JSON said.
 
 use mailflow_exporter::config::{
-    Config, Connector, ConnectorType, DomainPattern, HostName, HostPort, Routing, TlsSettings,
+    Config, Connector, ConnectorOrigin, ConnectorType, DomainPattern, HostName, HostPort, Role, Routing, TlsSettings,
 };
 use mailflow_exporter::import::{
     ImportError, ImportOptions, Imported, PLACEHOLDER_HOST, decode_export, import_connectors,
@@ -74,9 +74,19 @@ fn has_warning(imported: &Imported, needle: &str) -> bool {
 fn single_object_from_powershell_7() {
     let (imported, config) = import_file(fixture!("single_ps7.json"), &opts());
     assert_eq!(imported.connectors, 1);
-    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    // The one warning: CloudServicesMailEnabled (the hybrid path may refuse an outside probe).
+    assert_eq!(imported.warnings.len(), 1, "{:?}", imported.warnings);
+    assert!(
+        has_warning(&imported, "CloudServicesMailEnabled"),
+        "{:?}",
+        imported.warnings
+    );
     assert!(!imported.yaml.contains("TODO"), "{}", imported.yaml);
     let c = connector(&config, "Outbound to Contoso");
+    assert!(c.carries.cloud_services_mail);
+    assert!(!c.carries.route_all_via_on_premises && !c.carries.transport_rule_scoped);
+    assert_eq!(c.carries.connector_source, ConnectorOrigin::Default);
+    assert_eq!(c.role(), Role::Hybrid);
     assert!(c.enabled);
     assert_eq!(c.connector_type, ConnectorType::OnPremises);
     assert_eq!(c.probe.routing, hosts(&["mail.contoso.com", "mail2.contoso.com"]));
@@ -98,10 +108,9 @@ fn single_object_from_powershell_7() {
     assert!(y.contains("# Guid 6f1c2a3e-8b4d-4e5f-9a0b-1c2d3e4f5a6b"), "{y}");
     assert!(y.contains("created 2024-06-01T06:00:00Z"), "{y}");
     assert!(y.contains("changed 2025-03-04T09:11:12Z"), "{y}");
-    assert!(
-        y.contains("# IsTransportRuleScoped: false, AllAcceptedDomains: false, RouteAllMessagesViaOnPremises: false"),
-        "{y}"
-    );
+    assert!(y.contains("    cloud_services_mail_enabled: true\n"), "{y}");
+    assert!(y.contains("    transport_rule_scoped: false\n"), "{y}");
+    assert!(y.contains("    connector_source: \"Default\"\n"), "{y}");
     assert!(y.contains("# MtaStsMode: None, SmtpDaneMode: Opportunistic"), "{y}");
     // Header: source, time of import, how to export; a defaults block.
     assert!(y.starts_with("# mailflow-exporter configuration"), "{y}");
@@ -156,8 +165,10 @@ fn array_from_windows_powershell_5_1_with_numbers_and_ms_dates() {
         y.contains("created 2023-07-22T04:26:40Z, changed 2023-11-14T22:13:20Z"),
         "{y}"
     );
-    assert!(y.contains("IsTransportRuleScoped: true"), "{y}");
+    assert!(y.contains("transport_rule_scoped: true"), "{y}");
     assert!(y.contains("rule-scoped"), "{y}");
+    assert_eq!(c.role(), Role::RuleScoped);
+    assert_eq!(a.role(), Role::Standard);
 }
 
 #[test]

@@ -20,6 +20,7 @@
 //! detail row (message, fix, warnings, and the `<details>` with the last probe and recent probes).
 
 use crate::agent::Recent;
+use crate::config::Role;
 use crate::taxonomy::{Code, Reason};
 use crate::timefmt::{rfc3339_unix, unix_secs_i64, utc_display};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -123,6 +124,8 @@ pub struct ConnectorView {
     pub name: String,
     pub enabled: bool,
     pub test_mode: bool,
+    /// How loudly a failure pages (test, rule-scoped, centralized, hybrid, standard).
+    pub role: Role,
     /// e.g. "smart hosts: mail.contoso.com, 203.0.113.5" or "MX of: contoso.com"
     pub routing: String,
     /// e.g. "domain-validation (*.contoso.com)"
@@ -483,6 +486,12 @@ fn connector(c: &ConnectorView, id: &str, now: SystemTime) -> Markup {
                 th scope="row" {
                     a href={ "#connector-" (id) } { (c.name) }
                     @if c.test_mode { " " span.tag { "test mode" } }
+                    @match c.role {
+                        Role::RuleScoped => { " " span.tag title="Used only for mail a transport rule sends to it" { "rule-scoped" } }
+                        Role::Centralized => { " " span.tag title="RouteAllMessagesViaOnPremises: all external mail goes here" { "all mail" } }
+                        Role::Hybrid => { " " span.tag title="CloudServicesMailEnabled: the hybrid path to on-premises Exchange" { "hybrid" } }
+                        Role::Test | Role::Standard => {}
+                    }
                     @if !c.enabled { " " span.tag { "disabled" } }
                 }
                 td { (c.routing) }
@@ -673,7 +682,20 @@ fn detail_row(c: &ConnectorView, id: &str, now: SystemTime) -> Markup {
                 @if c.mismatch {
                     p.fix.mismatch {
                         strong { "The two views disagree: " }
-                        "Exchange Online holds mail for this connector, but this agent's probe is delivered.                          Something admits the agent but not Microsoft 365's addresses (a firewall or                          connection filter: allow Microsoft 365's outbound IP ranges on port 25), or                          Exchange Online takes a route the agent does not (another MX, a smart host                          changed in the tenant)."
+                        "Exchange Online holds mail for this connector, but this agent's probe is delivered. \
+                         Something admits the agent but not Microsoft 365's addresses (a firewall or \
+                         connection filter: allow Microsoft 365's outbound IP ranges on port 25), or \
+                         Exchange Online takes a route the agent does not (another MX, a smart host \
+                         changed in the tenant)."
+                    }
+                }
+                @if failing && c.role == Role::Hybrid && matches!(c.code, Some(Code::ConnectionRefused | Code::CannotConnect | Code::ConnectionClosedAbruptly)) {
+                    p.fix.hybrid {
+                        strong { "Hybrid connector: " }
+                        "on-premises servers often admit Microsoft 365 only by its certificate or its \
+                         addresses, so a probe from elsewhere can be turned away while Exchange Online is not. \
+                         Check the Exchange Online column (with a tenant configured) or run the probe from an \
+                         allowed address before changing the connector."
                     }
                 }
                 @if let Some(fix) = &c.migrated_fix {
@@ -793,6 +815,7 @@ mod tests {
             name: name.to_string(),
             enabled: true,
             test_mode: false,
+            role: Role::Standard,
             routing: "smart hosts: mail.contoso.com, 203.0.113.5".to_string(),
             tls_settings: "domain-validation (*.contoso.com)".to_string(),
             state,
@@ -1068,6 +1091,7 @@ mod tests {
                 name: hostile("connector.name"),
                 enabled: true,
                 test_mode: true,
+                role: Role::Hybrid,
                 routing: hostile("connector.routing"),
                 tls_settings: hostile("connector.tls_settings"),
                 // Failing with a code and a reason, so the phase and the message are shown.
@@ -1205,6 +1229,34 @@ mod tests {
         let plain = render(&view(true));
         assert!(!plain.contains("Exchange Online&#39;s queue"));
         assert!(plain.contains("<th scope=\"col\">Exchange Online</th>"));
+    }
+
+    #[test]
+    fn roles_are_tagged_and_a_refused_hybrid_connector_explains_itself() {
+        let mut v = view(true);
+        let f = section(&render(&v), "connector-contoso-script-alert-1-script").to_string();
+        assert!(!f.contains("Hybrid connector:") && !f.contains(">hybrid<"), "{f}");
+        v.connectors[1].role = Role::Hybrid;
+        v.connectors[0].role = Role::Hybrid; // healthy: tagged, no note
+        v.connectors[2].role = Role::Centralized;
+        v.connectors[3].role = Role::RuleScoped;
+        let page = render(&v);
+        let f = section(&page, "connector-contoso-script-alert-1-script");
+        assert!(
+            f.contains(">hybrid</span>") && f.contains("Hybrid connector: </strong>"),
+            "{f}"
+        );
+        let ok = section(&page, "connector-outbound-to-fabrikam");
+        assert!(
+            ok.contains(">hybrid</span>") && !ok.contains("Hybrid connector:"),
+            "{ok}"
+        );
+        assert!(section(&page, "connector-partner-northwind-co").contains(">all mail</span>"));
+        assert!(section(&page, "connector-old-on-premises").contains(">rule-scoped</span>"));
+        // A certificate failure on the hybrid path is not explained away.
+        v.connectors[1].code = Some(Code::CertificateValidationFailed);
+        let f = render(&v);
+        assert!(!section(&f, "connector-contoso-script-alert-1-script").contains("Hybrid connector:"));
     }
 
     #[test]

@@ -141,6 +141,7 @@ fn connector_view(c: &ConnectorState, now: SystemTime, exo: Option<&ExoState>) -
         name: k.name().to_string(),
         enabled: k.enabled,
         test_mode: k.test_mode,
+        role: k.role(),
         routing,
         tls_settings,
         state,
@@ -202,6 +203,7 @@ pub fn json(agent: &Agent) -> String {
             serde_json::json!({
                 "connector": v.name,
                 "state": format!("{:?}", v.state).to_lowercase(),
+                "role": v.role.as_str(),
                 "code": v.code.map(|c| c.as_str()),
                 "reason": v.reason.map(|r| r.as_str()),
                 "message": v.message,
