@@ -68,7 +68,6 @@ def main():
     full, s0, s1, p0, p1, prometheus = sys.argv[1:7]
     status = json.loads(get(full + "/api/status"))
     enabled = {c["connector"] for c in status if c["state"] != "disabled"}
-    codes = {c["connector"]: c["code"] or "ok" for c in status}
     if len(enabled) < 10:
         sys.exit(f"FAIL: the full agent lists only {sorted(enabled)}")
 
@@ -114,13 +113,16 @@ def main():
     print("Prometheus hashmod: each replica keeps exactly the connectors of the agent shard with its index")
 
     # The codes Prometheus scraped through /probe are the full agent's.
+    # Re-read the full agent each time: a fault fixed just before this stage (the lab's
+    # 127.0.0.17 fix) may reach the full agent's next probe after the on-demand ones.
     def codes_agree():
+        now = {c["connector"]: c["code"] or "ok" for c in json.loads(get(full + "/api/status"))}
         bad = {}
         for job in ("probe-replica-0", "probe-replica-1"):
             for x in prom(prometheus, f'mailflow_connector_status{{job="{job}"}} == 1'):
                 c, code = x["metric"]["connector"], x["metric"]["code"]
-                if codes.get(c) != code:
-                    bad[c] = (code, codes.get(c))
+                if now.get(c) != code:
+                    bad[c] = (code, now.get(c))
         return not bad, bad
 
     wait("the /probe codes match the full agent's", codes_agree)
