@@ -39,7 +39,7 @@ DETECT_TARGET = f"127.0.3.1:{FARM_PORT}"
 PLAN = {
     "floor_probes": (2000, 1000),
     "floor_rounds": (3, 2),
-    "paced_probes": (250, 60),  # one paced round per mode, at the small runs' probe rate
+    "paced_probes": (250, 40),  # one paced round per mode, at the small runs' probe rate
     "small": (1000, 200),  # connectors of the CPU-per-probe runs
     "large": (10000, 2000),  # connectors of the memory and /metrics run
     "interval": (60, 10),  # seconds
@@ -165,6 +165,16 @@ def series_count(body):
     return sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
 
 
+def series_by_family(body):
+    """{family: series}, histograms' _bucket/_sum/_count counted under the family, largest first."""
+    counts = {}
+    for line in body.split(b"\n"):
+        if line and not line.startswith(b"#"):
+            name = re.sub(rb"_(bucket|sum|count)$", b"", re.split(rb"[{ ]", line, maxsplit=1)[0]).decode()
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 # ---------------------------------------------------------------------------------------------
 # parts
 
@@ -251,6 +261,7 @@ def agent_run(tools, workdir, farm, ca, name, n, tls, plan):
             "metrics_cpu_s": statistics.median(s[1] for s in scrape),
             "metrics_bytes": scrape[-1][2], "metrics_series": scrape[-1][3],
             "series_per_connector": scrape[-1][3] / n,
+            "series_by_family": series_by_family(body),
         }
     finally:
         agent.stop()
@@ -697,6 +708,10 @@ def main():
           f"{' '.join(m['loadavg_start'])} at start, {' '.join(m['loadavg_end'])} at end. "
           f"Agent: `{args.agent}`. Raw numbers: `{stem}.json`.", "",
           table(r, s, plan), ""]
+    if "large_tls" in r["agent"]:
+        big = r["agent"]["large_tls"]
+        md += ["Series per STARTTLS connector by family (large run): " + ", ".join(
+            f"`{k}` {v / big['connectors']:.1f}" for k, v in big["series_by_family"].items() if v >= big["connectors"]), ""]
     if r["farm"]:
         md += [f"Farm CPU over the farm's whole life: {r['farm']['cpu_s_total']:.1f} s; its peak RSS "
                f"{r['farm']['peak_rss_mib']:.1f} MiB.", ""]
