@@ -256,7 +256,7 @@ pub fn merge_states(states: &mut BTreeMap<String, Arc<ConnectorState>>, cfg: &Co
                     // Unchanged: no copy of the state.
                     continue;
                 }
-                let st = Arc::make_mut(st);
+                let st = ConnectorState::edit(st);
                 if st.connector.probe.routing != c.probe.routing || st.connector.probe.port != c.probe.port {
                     // Different targets: old per-host series would be stale.
                     st.hosts.clear();
@@ -328,7 +328,7 @@ impl Agent {
             if let Some((t, _)) = streaks.get(name)
                 && st.connector.enabled
             {
-                Arc::make_mut(st).failing_since = Some(*t);
+                ConnectorState::edit(st).failing_since = Some(*t);
             }
         }
         let writer = match opts.storage {
@@ -530,7 +530,7 @@ impl Agent {
             if !st.connector.enabled || st.connector.probe != connector.probe {
                 return None;
             }
-            let st = Arc::make_mut(st);
+            let st = ConnectorState::edit(st);
             let changed = st.record(report, at);
             report_arc = st.last.clone();
             changed
@@ -951,7 +951,7 @@ mod tests {
         merge_states(&mut states, &first);
         let since = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         for st in states.values_mut() {
-            let st = Arc::make_mut(st);
+            let st = ConnectorState::edit(st);
             st.failing_since = Some(since);
             st.hosts.insert("mx.test".into(), HostStats::default());
         }

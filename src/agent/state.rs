@@ -8,7 +8,16 @@ use crate::probe::{Phase, ProbeReport, TlsInfo};
 use crate::taxonomy::{Code, Reason};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
+
+/// Source of [`ConnectorState::generation`]: process-wide, so a replaced state never reuses a
+/// number the `/metrics` cache has seen.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATION.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Upper bounds of the phase-latency histogram, in seconds.
 pub const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -103,6 +112,9 @@ pub struct ConnectorState {
     pub recent_ok: VecDeque<Recent>,
     /// Probes recorded so far (the clock of `HostStats::last_seen`).
     pub probes: u64,
+    /// Changes with every change of this state, so `/metrics` re-encodes only the connectors
+    /// that changed. Change a shared state through [`ConnectorState::edit`].
+    pub generation: u64,
 }
 
 impl ConnectorState {
@@ -119,11 +131,20 @@ impl ConnectorState {
             recent_failed: VecDeque::new(),
             recent_ok: VecDeque::new(),
             probes: 0,
+            generation: next_generation(),
         }
+    }
+
+    /// The one way to change a state shared with scrapes: copy on write, and a new generation.
+    pub fn edit(st: &mut Arc<ConnectorState>) -> &mut ConnectorState {
+        let st = Arc::make_mut(st);
+        st.generation = next_generation();
+        st
     }
 
     /// Folds one probe into the state. Returns true when the failure streak started or ended.
     pub fn record(&mut self, report: ProbeReport, at: SystemTime) -> bool {
+        self.generation = next_generation();
         // Per host: delivered if any of its addresses accepted; else the last failure counts.
         let mut per_host: BTreeMap<&str, HostOutcome> = BTreeMap::new();
         for a in &report.attempts {
@@ -263,7 +284,7 @@ pub fn queue_age(failing_since: Option<SystemTime>, now: SystemTime, expiration:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Config;
     use crate::probe::tls::{CertPosition, CertSummary};
@@ -278,11 +299,11 @@ mod tests {
         cfg.connectors[0].clone()
     }
 
-    fn t(secs: u64) -> SystemTime {
+    pub(crate) fn t(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
     }
 
-    fn ok_attempt(host: &str) -> Attempt {
+    pub(crate) fn ok_attempt(host: &str) -> Attempt {
         let mut a = Attempt::new("smart_hosts".into(), host.into(), None, Some([127, 0, 0, 1].into()), 25);
         a.delivered = true;
         a.durations.insert(Phase::Connect, 0.002);
@@ -306,13 +327,13 @@ mod tests {
         a
     }
 
-    fn failed_attempt(host: &str) -> Attempt {
+    pub(crate) fn failed_attempt(host: &str) -> Attempt {
         let mut a = Attempt::new("smart_hosts".into(), host.into(), None, Some([127, 0, 0, 1].into()), 25);
         a.fail(&ProbeError::ConnectRefused);
         a
     }
 
-    fn report(attempts: Vec<Attempt>) -> ProbeReport {
+    pub(crate) fn report(attempts: Vec<Attempt>) -> ProbeReport {
         let delivered = attempts.iter().any(|a| a.delivered);
         let last_failed = attempts.iter().rposition(|a| !a.delivered);
         let (code, reason) = match (delivered, last_failed.and_then(|i| attempts.get(i))) {

@@ -121,6 +121,9 @@ pub struct Scrape {
     pub exo: Option<ExoScrape>,
     /// Which optional series to write.
     pub options: crate::config::MetricsOptions,
+    /// Whether to write the per-connector families (false: the caller takes them from a
+    /// [`MetricsCache`]).
+    pub per_connector: bool,
 }
 
 /// What a scrape shows of the tenant integration.
@@ -146,241 +149,11 @@ impl Collector for Scrape {
         // A disabled connector is listed (info) but has no probe series to alert on.
         let enabled: Vec<&ConnectorState> = all.iter().map(|c| c.as_ref()).filter(|c| c.connector.enabled).collect();
         let cs = enabled.as_slice();
+        if self.per_connector {
+            let with_queue = with_microsoft_oldest(all, self.exo.as_ref(), now);
+            encode_connector_families(&mut enc, &with_queue, now, self.options)?;
+        }
 
-        let mut m = enc.encode_descriptor(
-            "mailflow_probes",
-            "Probes of each target host (one per host per connector probe).",
-            None,
-            MetricType::Counter,
-        )?;
-        for c in cs {
-            for (host, h) in &c.hosts {
-                ConstCounter::new(h.probes).encode(m.encode_family(&HostLabels {
-                    connector: c.connector.name().to_string(),
-                    host: host.clone(),
-                })?)?;
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "mailflow_probe_failures",
-            "Failed probes of a host, by the code Exchange Online would report and the observed reason.",
-            None,
-            MetricType::Counter,
-        )?;
-        for c in cs {
-            for (host, h) in &c.hosts {
-                for ((code, reason), n) in &h.failures {
-                    let l = FailureLabels {
-                        connector: c.connector.name().to_string(),
-                        host: host.clone(),
-                        code: *code,
-                        reason: *reason,
-                    };
-                    ConstCounter::new(*n).encode(m.encode_family(&l)?)?;
-                }
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "mailflow_probe_success",
-            "1 if the host accepted the last probe.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for c in cs {
-            for (host, h) in &c.hosts {
-                if let Some(ok) = h.last_success {
-                    ConstGauge::new(ok as i64).encode(m.encode_family(&HostLabels {
-                        connector: c.connector.name().to_string(),
-                        host: host.clone(),
-                    })?)?;
-                }
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "mailflow_connector_up",
-            "1 if every route of the connector had a host accept at the last probe.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for c in cs {
-            if let Some(d) = c.delivered() {
-                ConstGauge::new(d as i64).encode(m.encode_family(&ConnectorLabels {
-                    connector: c.connector.name().to_string(),
-                })?)?;
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "mailflow_connector_status",
-            "State set: 1 for the code Exchange Online would report now (ok when delivered), 0 for the others.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for c in cs {
-            if let Some(current) = c.status() {
-                let current = current.map(|c| c.as_str()).unwrap_or("ok");
-                for code in std::iter::once("ok").chain(Code::ALL.iter().map(|c| c.as_str())) {
-                    ConstGauge::new((code == current) as i64).encode(m.encode_family(&StatusLabels {
-                        connector: c.connector.name().to_string(),
-                        code,
-                    })?)?;
-                }
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "mailflow_probe_last_duration_seconds",
-            "How long the connector's last probe took, all hosts and steps together.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for c in cs {
-            if let Some(r) = &c.last {
-                ConstGauge::new(r.duration_seconds).encode(m.encode_family(&ConnectorLabels {
-                    connector: c.connector.name().to_string(),
-                })?)?;
-            }
-        }
-        if self.options.phase_histograms {
-            let mut m = enc.encode_descriptor(
-                "mailflow_probe_duration_seconds",
-                "Time spent in each phase of a delivery attempt (total: the whole connector probe). Only with metrics.phase_histograms.",
-                None,
-                MetricType::Histogram,
-            )?;
-            for c in cs {
-                for (phase, h) in &c.durations {
-                    let l = PhaseLabels {
-                        connector: c.connector.name().to_string(),
-                        phase,
-                    };
-                    m.encode_family(&l)?
-                        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                            h.sum,
-                            h.count,
-                            &h.buckets(),
-                            None,
-                        )?;
-                }
-            }
-        }
-        let mut cert_metrics = vec![(
-            "mailflow_tls_certificate_not_after_timestamp_seconds",
-            "Expiry of each certificate the host presented, also when it failed validation.",
-            true,
-        )];
-        if self.options.certificate_not_before {
-            cert_metrics.push((
-                "mailflow_tls_certificate_not_before_timestamp_seconds",
-                "Start of validity of each certificate the host presented. Only with metrics.certificate_not_before.",
-                false,
-            ));
-        }
-        for (name, help, pick) in cert_metrics {
-            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for c in cs {
-                for (host, h) in &c.hosts {
-                    for cert in &h.certs {
-                        let l = CertLabels {
-                            connector: c.connector.name().to_string(),
-                            host: host.clone(),
-                            position: cert.position.as_str(),
-                            subject: cert.subject.clone(),
-                            issuer: cert.issuer.clone(),
-                            serial: cert.serial.clone(),
-                        };
-                        let v = if pick {
-                            cert.not_after_unix
-                        } else {
-                            cert.not_before_unix
-                        };
-                        ConstGauge::new(v).encode(m.encode_family(&l)?)?;
-                    }
-                }
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "mailflow_tls_info",
-            "TLS version and cipher last negotiated with the host (value 1).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for c in cs {
-            for (host, h) in &c.hosts {
-                if let Some(tls) = &h.tls {
-                    let l = TlsLabels {
-                        connector: c.connector.name().to_string(),
-                        host: host.clone(),
-                        version: tls.version.clone(),
-                        cipher: tls.cipher.clone(),
-                    };
-                    ConstGauge::new(1).encode(m.encode_family(&l)?)?;
-                }
-            }
-        }
-        let per_connector: [(&str, &str, GaugeFn); 5] = [
-            (
-                "mailflow_connector_failing_since_timestamp_seconds",
-                "Start of the current failure streak (first failed probe after a success); 0 when healthy.",
-                |c, _, _| c.last.as_ref().map(|_| c.failing_since.map(unix_secs).unwrap_or(0.0)),
-            ),
-            (
-                "mailflow_connector_queue_oldest_age_seconds",
-                "Age of the oldest message Exchange Online holds for this connector (its own data when fresh, else the probe's model); 0 when none.",
-                |c, now, ms| Some(c.queue_age_seen(now, ms).as_secs_f64()),
-            ),
-            (
-                "mailflow_connector_queue_time_left_seconds",
-                "Time before the oldest held message expires and its sender gets an NDR.",
-                |c, now, ms| Some(c.time_left_seen(now, ms).as_secs_f64()),
-            ),
-            (
-                "mailflow_connector_queue_expiry_seconds",
-                "Message expiration (the tenant's when synced; Exchange Online default 24 h, allowed 12-24 h).",
-                |c, _, _| Some(c.expiration.as_secs_f64()),
-            ),
-            (
-                "mailflow_connector_last_probe_timestamp_seconds",
-                "When the connector was last probed.",
-                |c, _, _| c.last_at.map(unix_secs),
-            ),
-        ];
-        let exo = self.exo.as_ref().map(|e| &e.state);
-        for (name, help, f) in per_connector {
-            let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for c in cs {
-                let ms = exo.and_then(|e| e.oldest(&c.connector, now));
-                if let Some(v) = f(c, now, ms) {
-                    ConstGauge::new(v).encode(m.encode_family(&ConnectorLabels {
-                        connector: c.connector.name().to_string(),
-                    })?)?;
-                }
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "mailflow_connector_info",
-            "Connector settings (value 1).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for c in all {
-            let k = &c.connector;
-            let l = InfoLabels {
-                connector: k.name().to_string(),
-                connector_type: k.connector_type.as_str(),
-                routing: k.probe.routing.label(),
-                tls_settings: k.probe.tls_settings.as_str(),
-                tls_domain: k.probe.tls_domain.as_ref().map(|d| d.to_string()).unwrap_or_default(),
-                enabled: b(k.enabled),
-                test_mode: b(k.test_mode),
-                source: k.source.as_str(),
-                role: k.role().as_str(),
-                route_all_messages_via_on_premises: b(k.carries.route_all_via_on_premises),
-                cloud_services_mail_enabled: b(k.carries.cloud_services_mail),
-                transport_rule_scoped: b(k.carries.transport_rule_scoped),
-                all_accepted_domains: b(k.carries.all_accepted_domains),
-                connector_source: k.carries.connector_source.as_str(),
-            };
-            ConstGauge::new(1).encode(m.encode_family(&l)?)?;
-        }
         if let Some(x) = &self.exo {
             let primary = self.process.is_none_or(|p| p.primary_shard);
             encode_exo(&mut enc, x, cs, now, primary)?;
@@ -464,6 +237,261 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+/// A connector and Microsoft's oldest pending message for it (`Some` when fresh tenant data exists).
+type WithQueue<'a> = (&'a ConnectorState, Option<Option<SystemTime>>);
+
+fn with_microsoft_oldest<'a>(
+    all: &'a [std::sync::Arc<ConnectorState>],
+    exo: Option<&ExoScrape>,
+    now: SystemTime,
+) -> Vec<WithQueue<'a>> {
+    all.iter()
+        .map(|c| (c.as_ref(), exo.and_then(|e| e.state.oldest(&c.connector, now))))
+        .collect()
+}
+
+/// The families with a series per connector, in output order (family by family). `/metrics`
+/// caches each connector's share of them ([`MetricsCache`]).
+fn encode_connector_families(
+    enc: &mut DescriptorEncoder,
+    all: &[WithQueue<'_>],
+    now: SystemTime,
+    options: crate::config::MetricsOptions,
+) -> Result<(), std::fmt::Error> {
+    // A disabled connector is listed (info) but has no probe series to alert on.
+    let enabled: Vec<WithQueue<'_>> = all.iter().copied().filter(|(c, _)| c.connector.enabled).collect();
+    let cs = enabled.as_slice();
+
+    let mut m = enc.encode_descriptor(
+        "mailflow_probes",
+        "Probes of each target host (one per host per connector probe).",
+        None,
+        MetricType::Counter,
+    )?;
+    for (c, _) in cs {
+        for (host, h) in &c.hosts {
+            ConstCounter::new(h.probes).encode(m.encode_family(&HostLabels {
+                connector: c.connector.name().to_string(),
+                host: host.clone(),
+            })?)?;
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "mailflow_probe_failures",
+        "Failed probes of a host, by the code Exchange Online would report and the observed reason.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (c, _) in cs {
+        for (host, h) in &c.hosts {
+            for ((code, reason), n) in &h.failures {
+                let l = FailureLabels {
+                    connector: c.connector.name().to_string(),
+                    host: host.clone(),
+                    code: *code,
+                    reason: *reason,
+                };
+                ConstCounter::new(*n).encode(m.encode_family(&l)?)?;
+            }
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "mailflow_probe_success",
+        "1 if the host accepted the last probe.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (c, _) in cs {
+        for (host, h) in &c.hosts {
+            if let Some(ok) = h.last_success {
+                ConstGauge::new(ok as i64).encode(m.encode_family(&HostLabels {
+                    connector: c.connector.name().to_string(),
+                    host: host.clone(),
+                })?)?;
+            }
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "mailflow_connector_up",
+        "1 if every route of the connector had a host accept at the last probe.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (c, _) in cs {
+        if let Some(d) = c.delivered() {
+            ConstGauge::new(d as i64).encode(m.encode_family(&ConnectorLabels {
+                connector: c.connector.name().to_string(),
+            })?)?;
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "mailflow_connector_status",
+        "State set: 1 for the code Exchange Online would report now (ok when delivered), 0 for the others.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (c, _) in cs {
+        if let Some(current) = c.status() {
+            let current = current.map(|c| c.as_str()).unwrap_or("ok");
+            for code in std::iter::once("ok").chain(Code::ALL.iter().map(|c| c.as_str())) {
+                ConstGauge::new((code == current) as i64).encode(m.encode_family(&StatusLabels {
+                    connector: c.connector.name().to_string(),
+                    code,
+                })?)?;
+            }
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "mailflow_probe_last_duration_seconds",
+        "How long the connector's last probe took, all hosts and steps together.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (c, _) in cs {
+        if let Some(r) = &c.last {
+            ConstGauge::new(r.duration_seconds).encode(m.encode_family(&ConnectorLabels {
+                connector: c.connector.name().to_string(),
+            })?)?;
+        }
+    }
+    if options.phase_histograms {
+        let mut m = enc.encode_descriptor(
+                "mailflow_probe_duration_seconds",
+                "Time spent in each phase of a delivery attempt (total: the whole connector probe). Only with metrics.phase_histograms.",
+                None,
+                MetricType::Histogram,
+            )?;
+        for (c, _) in cs {
+            for (phase, h) in &c.durations {
+                let l = PhaseLabels {
+                    connector: c.connector.name().to_string(),
+                    phase,
+                };
+                m.encode_family(&l)?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(h.sum, h.count, &h.buckets(), None)?;
+            }
+        }
+    }
+    let mut cert_metrics = vec![(
+        "mailflow_tls_certificate_not_after_timestamp_seconds",
+        "Expiry of each certificate the host presented, also when it failed validation.",
+        true,
+    )];
+    if options.certificate_not_before {
+        cert_metrics.push((
+            "mailflow_tls_certificate_not_before_timestamp_seconds",
+            "Start of validity of each certificate the host presented. Only with metrics.certificate_not_before.",
+            false,
+        ));
+    }
+    for (name, help, pick) in cert_metrics {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (c, _) in cs {
+            for (host, h) in &c.hosts {
+                for cert in &h.certs {
+                    let l = CertLabels {
+                        connector: c.connector.name().to_string(),
+                        host: host.clone(),
+                        position: cert.position.as_str(),
+                        subject: cert.subject.clone(),
+                        issuer: cert.issuer.clone(),
+                        serial: cert.serial.clone(),
+                    };
+                    let v = if pick {
+                        cert.not_after_unix
+                    } else {
+                        cert.not_before_unix
+                    };
+                    ConstGauge::new(v).encode(m.encode_family(&l)?)?;
+                }
+            }
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "mailflow_tls_info",
+        "TLS version and cipher last negotiated with the host (value 1).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (c, _) in cs {
+        for (host, h) in &c.hosts {
+            if let Some(tls) = &h.tls {
+                let l = TlsLabels {
+                    connector: c.connector.name().to_string(),
+                    host: host.clone(),
+                    version: tls.version.clone(),
+                    cipher: tls.cipher.clone(),
+                };
+                ConstGauge::new(1).encode(m.encode_family(&l)?)?;
+            }
+        }
+    }
+    let per_connector: [(&str, &str, GaugeFn); 5] = [
+        (
+            "mailflow_connector_failing_since_timestamp_seconds",
+            "Start of the current failure streak (first failed probe after a success); 0 when healthy.",
+            |c, _, _| c.last.as_ref().map(|_| c.failing_since.map(unix_secs).unwrap_or(0.0)),
+        ),
+        (
+            "mailflow_connector_queue_oldest_age_seconds",
+            "Age of the oldest message Exchange Online holds for this connector (its own data when fresh, else the probe's model); 0 when none.",
+            |c, now, ms| Some(c.queue_age_seen(now, ms).as_secs_f64()),
+        ),
+        (
+            "mailflow_connector_queue_time_left_seconds",
+            "Time before the oldest held message expires and its sender gets an NDR.",
+            |c, now, ms| Some(c.time_left_seen(now, ms).as_secs_f64()),
+        ),
+        (
+            "mailflow_connector_queue_expiry_seconds",
+            "Message expiration (the tenant's when synced; Exchange Online default 24 h, allowed 12-24 h).",
+            |c, _, _| Some(c.expiration.as_secs_f64()),
+        ),
+        (
+            "mailflow_connector_last_probe_timestamp_seconds",
+            "When the connector was last probed.",
+            |c, _, _| c.last_at.map(unix_secs),
+        ),
+    ];
+    for (name, help, f) in per_connector {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (c, ms) in cs {
+            if let Some(v) = f(c, now, *ms) {
+                ConstGauge::new(v).encode(m.encode_family(&ConnectorLabels {
+                    connector: c.connector.name().to_string(),
+                })?)?;
+            }
+        }
+    }
+    let mut m = enc.encode_descriptor(
+        "mailflow_connector_info",
+        "Connector settings (value 1).",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (c, _) in all {
+        let k = &c.connector;
+        let l = InfoLabels {
+            connector: k.name().to_string(),
+            connector_type: k.connector_type.as_str(),
+            routing: k.probe.routing.label(),
+            tls_settings: k.probe.tls_settings.as_str(),
+            tls_domain: k.probe.tls_domain.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+            enabled: b(k.enabled),
+            test_mode: b(k.test_mode),
+            source: k.source.as_str(),
+            role: k.role().as_str(),
+            route_all_messages_via_on_premises: b(k.carries.route_all_via_on_premises),
+            cloud_services_mail_enabled: b(k.carries.cloud_services_mail),
+            transport_rule_scoped: b(k.carries.transport_rule_scoped),
+            all_accepted_domains: b(k.carries.all_accepted_domains),
+            connector_source: k.carries.connector_source.as_str(),
+        };
+        ConstGauge::new(1).encode(m.encode_family(&l)?)?;
+    }
+    Ok(())
 }
 
 /// The standard process metrics, as client libraries name them.
@@ -694,6 +722,171 @@ fn encode_exo(
     Ok(())
 }
 
+/// The per-connector families' text, kept between scrapes so a scrape re-encodes only the
+/// connectors whose state changed (their [`ConnectorState::generation`]) or whose queue age
+/// moves with the clock (failing ones). At 10,000 mostly healthy connectors a scrape is then a
+/// copy of cached text, not 200,000 label sets built and escaped again.
+#[derive(Debug, Default)]
+pub struct MetricsCache {
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    /// The options the entries were encoded with, and each family's header block
+    /// (OpenMetrics, Prometheus text).
+    headers: Option<(crate::config::MetricsOptions, Vec<String>, Vec<String>)>,
+    entries: std::collections::HashMap<String, CacheEntry>,
+}
+
+#[derive(Debug)]
+struct CacheEntry {
+    /// Generation, queue age and time left (bits): what the encoded text depends on.
+    key: (u64, u64, u64),
+    /// The connector's sample lines, family after family.
+    text: Box<str>,
+    /// Where each family's lines end in `text`.
+    ends: Box<[u32]>,
+}
+
+/// Encodes a collector alone, as OpenMetrics text.
+fn encode_collector(c: impl Collector + 'static) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(c));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// The per-connector families for a fixed set of connectors (owned, as a collector must be).
+#[derive(Debug)]
+struct ConnectorFamilies {
+    states: Vec<(std::sync::Arc<ConnectorState>, Option<Option<SystemTime>>)>,
+    now: SystemTime,
+    options: crate::config::MetricsOptions,
+}
+
+impl Collector for ConnectorFamilies {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let all: Vec<WithQueue<'_>> = self.states.iter().map(|(c, ms)| (c.as_ref(), *ms)).collect();
+        encode_connector_families(&mut enc, &all, self.now, self.options)
+    }
+}
+
+/// Splits OpenMetrics text into per-family header blocks and sample lines: a family starts at
+/// its `# HELP` line (every family here has help; escaped label values hold no newline).
+fn split_families(om: &str) -> (Vec<String>, String, Vec<u32>) {
+    let mut headers: Vec<String> = Vec::new();
+    let mut text = String::with_capacity(om.len());
+    let mut ends = Vec::new();
+    for line in om.lines() {
+        if line.starts_with("# HELP ") {
+            if !headers.is_empty() {
+                ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+            }
+            headers.push(String::new());
+        }
+        if line == "# EOF" {
+            continue;
+        }
+        if line.starts_with('#') {
+            if let Some(h) = headers.last_mut() {
+                h.push_str(line);
+                h.push('\n');
+            }
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    if !headers.is_empty() {
+        ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+    }
+    (headers, text, ends)
+}
+
+impl MetricsCache {
+    /// Writes the whole scrape: per-connector families from the cache (re-encoding what
+    /// changed), then the agent-wide families. `scrape.per_connector` is ignored.
+    pub fn write<W: std::io::Write + ?Sized>(
+        &self,
+        mut scrape: Scrape,
+        openmetrics: bool,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        let now = scrape.now;
+        let options = scrape.options;
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *inner;
+        if inner.headers.as_ref().is_none_or(|(o, _, _)| *o != options) {
+            let (om, _, _) = split_families(&encode_collector(ConnectorFamilies {
+                states: Vec::new(),
+                now,
+                options,
+            }));
+            let prom = om.iter().map(|h| to_prometheus_text(h)).collect();
+            inner.headers = Some((options, om, prom));
+            inner.entries.clear();
+        }
+        let Some((_, om_headers, prom_headers)) = inner.headers.as_ref() else {
+            return Ok(());
+        };
+        let families = om_headers.len();
+        for c in &scrape.connectors {
+            let ms = scrape.exo.as_ref().and_then(|e| e.state.oldest(&c.connector, now));
+            let key = (
+                c.generation,
+                c.queue_age_seen(now, ms).as_secs_f64().to_bits(),
+                c.time_left_seen(now, ms).as_secs_f64().to_bits(),
+            );
+            if inner.entries.get(c.connector.name()).is_some_and(|e| e.key == key) {
+                continue;
+            }
+            let (_, text, ends) = split_families(&encode_collector(ConnectorFamilies {
+                states: vec![(c.clone(), ms)],
+                now,
+                options,
+            }));
+            let entry = CacheEntry {
+                key,
+                text: text.into_boxed_str(),
+                ends: ends.into_boxed_slice(),
+            };
+            inner.entries.insert(c.connector.name().to_string(), entry);
+        }
+        if inner.entries.len() != scrape.connectors.len() {
+            // Every connector of this scrape has an entry, so the extra ones are gone ones.
+            let names: std::collections::HashSet<&str> = scrape.connectors.iter().map(|c| c.connector.name()).collect();
+            inner.entries.retain(|k, _| names.contains(k.as_str()));
+        }
+        let entries: Vec<&CacheEntry> = scrape
+            .connectors
+            .iter()
+            .filter_map(|c| inner.entries.get(c.connector.name()))
+            .filter(|e| e.ends.len() == families)
+            .collect();
+        let headers = if openmetrics { om_headers } else { prom_headers };
+        for (f, header) in headers.iter().enumerate() {
+            w.write_all(header.as_bytes())?;
+            for e in &entries {
+                let start = if f == 0 { 0 } else { e.ends[f - 1] as usize };
+                if let Some(lines) = e.text.get(start..e.ends[f] as usize) {
+                    w.write_all(lines.as_bytes())?;
+                }
+            }
+        }
+        scrape.per_connector = false;
+        let rest = encode_openmetrics(scrape);
+        if openmetrics {
+            w.write_all(rest.as_bytes())
+        } else {
+            w.write_all(to_prometheus_text(&rest).as_bytes())
+        }
+    }
+}
+
 pub fn encode_openmetrics(scrape: Scrape) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(scrape));
@@ -742,6 +935,110 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::agent::state::tests::{failed_attempt, ok_attempt, report, t};
+    use crate::config::{Config, MetricsOptions};
+    use std::sync::Arc;
+
+    fn states(yaml: &str) -> Vec<Arc<ConnectorState>> {
+        let cfg = Config::parse(std::path::Path::new("t.yaml"), yaml).expect("config");
+        cfg.connectors
+            .iter()
+            .map(|c| Arc::new(ConnectorState::new(c.clone(), Duration::from_secs(86_400))))
+            .collect()
+    }
+
+    fn scrape(connectors: &[Arc<ConnectorState>], now: SystemTime, options: MetricsOptions) -> Scrape {
+        Scrape {
+            now,
+            connectors: connectors.to_vec(),
+            process: None,
+            web_config_ok: None,
+            exo: None,
+            options,
+            per_connector: true,
+        }
+    }
+
+    /// What the cache writes must be, byte for byte, what encoding everything afresh writes.
+    fn assert_same(cache: &MetricsCache, connectors: &[Arc<ConnectorState>], now: SystemTime, options: MetricsOptions) {
+        for openmetrics in [false, true] {
+            let mut cached = Vec::new();
+            cache
+                .write(scrape(connectors, now, options), openmetrics, &mut cached)
+                .expect("write");
+            let fresh = encode_openmetrics(scrape(connectors, now, options));
+            let fresh = if openmetrics { fresh } else { to_prometheus_text(&fresh) };
+            assert_eq!(
+                String::from_utf8(cached).expect("utf-8"),
+                fresh,
+                "openmetrics: {openmetrics}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cache_writes_what_a_fresh_encoding_writes() {
+        let yaml = "connectors:\n  - name: a\n    use_mx_record: false\n    smart_hosts: [mx1.a.test]\n    recipient_domains: [a.test]\n  - name: b\n    recipient_domains: [b.test]\n  - name: c\n    enabled: false\n    recipient_domains: [c.test]\n";
+        let mut cs = states(yaml);
+        let cache = MetricsCache::default();
+        let opts = MetricsOptions::default();
+        // Never probed, then probed: one healthy, one failing (its queue age moves with the clock).
+        assert_same(&cache, &cs, t(0), opts);
+        ConnectorState::edit(&mut cs[0]).record(report(vec![ok_attempt("mx1.a.test")]), t(10));
+        ConnectorState::edit(&mut cs[1]).record(report(vec![failed_attempt("mx.b.test")]), t(20));
+        assert_same(&cache, &cs, t(30), opts);
+        assert_same(&cache, &cs, t(90), opts);
+        // A change through edit() alone (no probe) is seen.
+        ConnectorState::edit(&mut cs[1]).failing_since = Some(t(5));
+        assert_same(&cache, &cs, t(90), opts);
+        // The healthy one turns failing; then a connector goes away.
+        ConnectorState::edit(&mut cs[0]).record(report(vec![failed_attempt("mx1.a.test")]), t(100));
+        assert_same(&cache, &cs, t(120), opts);
+        cs.remove(1);
+        assert_same(&cache, &cs, t(130), opts);
+        assert_eq!(
+            cache.inner.lock().expect("lock").entries.len(),
+            cs.len(),
+            "gone connectors leave the cache"
+        );
+        // Other options: other families, all re-encoded.
+        let all = MetricsOptions {
+            phase_histograms: true,
+            certificate_not_before: true,
+        };
+        assert_same(&cache, &cs, t(140), all);
+    }
+
+    #[test]
+    fn an_unchanged_healthy_connector_is_not_encoded_again() {
+        let mut cs = states("connectors:\n  - name: a\n    recipient_domains: [a.test]\n");
+        ConnectorState::edit(&mut cs[0]).record(report(vec![ok_attempt("mx.a.test")]), t(10));
+        let cache = MetricsCache::default();
+        let entry = |cache: &MetricsCache| {
+            let inner = cache.inner.lock().expect("lock");
+            inner.entries.get("a").map(|e| (e.key, e.text.as_ptr() as usize))
+        };
+        let mut sink = Vec::new();
+        cache
+            .write(scrape(&cs, t(20), MetricsOptions::default()), false, &mut sink)
+            .expect("write");
+        let first = entry(&cache);
+        cache
+            .write(scrape(&cs, t(80), MetricsOptions::default()), true, &mut sink)
+            .expect("write");
+        assert!(first.is_some());
+        assert_eq!(entry(&cache), first, "same key, same text: not re-encoded");
+        ConnectorState::edit(&mut cs[0]).record(report(vec![ok_attempt("mx.a.test")]), t(90));
+        cache
+            .write(scrape(&cs, t(95), MetricsOptions::default()), false, &mut sink)
+            .expect("write");
+        assert_ne!(
+            entry(&cache).map(|e| e.0),
+            first.map(|e| e.0),
+            "a new probe: encoded again"
+        );
+    }
 
     #[test]
     fn converts_counters_and_drops_openmetrics_lines() {

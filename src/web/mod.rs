@@ -163,6 +163,7 @@ pub async fn serve_with(listener: TcpListener, agent: Arc<Agent>, opts: HttpOpti
     let ctx = Arc::new(routes::Ctx {
         agent: agent.clone(),
         opts,
+        metrics_cache: Default::default(),
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let registry = conns::Registry::new(limits);

@@ -6,7 +6,7 @@
 
 use crate::support::certs::{not_after_of, now_unix};
 use crate::support::dns::{LAB_HOST, lab_dns};
-use crate::support::http::enc;
+use crate::support::http::{self, enc};
 use crate::support::metrics::Metrics;
 use crate::support::net::free_port;
 use crate::support::process::{Exporter, POLL, WAIT_DEADLINE, run, run_with_deadline};
@@ -976,6 +976,56 @@ async fn promtool_accepts_the_scrape_and_openmetrics_is_well_formed() {
             om.get("mailflow_connector_up", &[("connector", n)]).is_some(),
             "{n} missing from the OpenMetrics scrape"
         );
+    }
+}
+
+/// Prometheus asks for gzip: the body is gzip (what the support client reads is its
+/// decompressed text), with the same series as the plain scrape; `q=0` and no header get plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_gzipped_when_asked_and_match_the_plain_scrape() {
+    let mut lab = rich_lab().await;
+    let plain = lab.ex.scrape().await;
+    let get = |enc: &'static str, accept: Option<&'static str>| {
+        let addr = lab.ex.addr;
+        async move {
+            let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let mut headers = vec![("Accept-Encoding", enc)];
+            headers.extend(accept.map(|a| ("Accept", a)));
+            http::exchange_with(s, &addr.to_string(), "GET", "/metrics", &headers)
+                .await
+                .expect("GET /metrics")
+        }
+    };
+    for (enc, accept) in [
+        ("gzip", None),
+        ("deflate, gzip;q=0.5", None),
+        ("gzip", Some("application/openmetrics-text; version=1.0.0")),
+    ] {
+        let r = get(enc, accept).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("content-encoding"), Some("gzip"), "Accept-Encoding {enc:?}");
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+        let m = Metrics::parse(&r.body);
+        for n in &lab.names {
+            for family in ["mailflow_connector_info", "mailflow_connector_up"] {
+                let labels = |m: &Metrics| {
+                    let mut v: Vec<String> = m
+                        .all(family, &[("connector", n)])
+                        .iter()
+                        .map(|s| format!("{:?}", s.labels))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                assert_eq!(labels(&m), labels(&plain), "{family} of {n}, Accept-Encoding {enc:?}");
+            }
+        }
+    }
+    for enc in ["gzip;q=0", "identity"] {
+        let r = get(enc, None).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("content-encoding"), None, "Accept-Encoding {enc:?}");
+        assert!(r.body.contains("# TYPE mailflow_connector_up gauge"), "{}", r.body);
     }
 }
 

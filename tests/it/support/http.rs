@@ -140,6 +140,18 @@ fn parse_response(raw: &[u8]) -> Result<Resp, String> {
     } else {
         rest.to_vec()
     };
+    // A gzip body is checked to be whole gzip and read decompressed (bounded: 256 MB).
+    let body = if get("content-encoding").is_some_and(|e| e.eq_ignore_ascii_case("gzip")) {
+        use std::io::Read;
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(body.as_slice())
+            .take(256 << 20)
+            .read_to_end(&mut text)
+            .map_err(|e| format!("gzip body: {e}"))?;
+        text
+    } else {
+        body
+    };
     let body = String::from_utf8(body).map_err(|e| format!("body not UTF-8: {e}"))?;
     Ok(Resp { status, headers, body })
 }
