@@ -80,10 +80,102 @@ pub struct HostStats {
     pub failures: BTreeMap<(Code, Reason), u64>,
     pub last_success: Option<bool>,
     /// Last chain this host presented (kept while later probes fail before TLS).
-    pub certs: Vec<CertSummary>,
+    pub certs: Arc<[CertSummary]>,
     pub tls: Option<TlsInfo>,
     /// The connector probe (its number) that last reached this host.
     pub last_seen: u64,
+}
+
+/// The hosts of one connector, by name (sorted). A sorted vector: a connector has one or a few
+/// hosts, and a B-tree node sized for eleven entries cost ~1.4 KB per connector.
+#[derive(Debug, Clone, Default)]
+pub struct HostMap(Vec<(String, HostStats)>);
+
+impl HostMap {
+    fn find(&self, host: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(host))
+    }
+
+    pub fn get(&self, host: &str) -> Option<&HostStats> {
+        self.find(host).ok().and_then(|i| self.0.get(i)).map(|(_, h)| h)
+    }
+
+    pub fn get_mut(&mut self, host: &str) -> Option<&mut HostStats> {
+        self.find(host).ok().and_then(|i| self.0.get_mut(i)).map(|(_, h)| h)
+    }
+
+    /// The host's stats, created empty when new.
+    pub fn entry(&mut self, host: &str) -> &mut HostStats {
+        let i = match self.find(host) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (host.to_string(), HostStats::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    pub fn insert(&mut self, host: String, stats: HostStats) {
+        match self.find(&host) {
+            Ok(i) => self.0[i].1 = stats,
+            Err(i) => self.0.insert(i, (host, stats)),
+        }
+    }
+
+    pub fn contains_key(&self, host: &str) -> bool {
+        self.find(host).is_ok()
+    }
+
+    pub fn remove(&mut self, host: &str) {
+        if let Ok(i) = self.find(host) {
+            self.0.remove(i);
+        }
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &HostStats) -> bool) {
+        self.0.retain(|(k, h)| keep(k, h));
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &HostStats)> {
+        self.0.iter().map(|(k, h)| (k, h))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &HostStats> {
+        self.0.iter().map(|(_, h)| h)
+    }
+}
+
+impl<'a> IntoIterator for &'a HostMap {
+    type Item = (&'a String, &'a HostStats);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, HostStats)>, fn(&'a (String, HostStats)) -> (&'a String, &'a HostStats)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, h)| (k, h))
+    }
+}
+
+impl std::ops::Index<&str> for HostMap {
+    type Output = HostStats;
+
+    fn index(&self, host: &str) -> &HostStats {
+        match self.get(host) {
+            Some(h) => h,
+            None => panic!("no host {host:?}"),
+        }
+    }
 }
 
 /// One entry of the recent-probe history (the status page shows these).
@@ -100,7 +192,7 @@ pub struct Recent {
 pub struct ConnectorState {
     pub connector: Connector,
     pub expiration: Duration,
-    pub hosts: BTreeMap<String, HostStats>,
+    pub hosts: HostMap,
     /// Phase name (`dns`, …, `total`) → latency histogram (only with `metrics.phase_histograms`).
     pub durations: BTreeMap<&'static str, Histogram>,
     /// Whether to keep those histograms.
@@ -122,7 +214,7 @@ impl ConnectorState {
         ConnectorState {
             connector,
             expiration,
-            hosts: BTreeMap::new(),
+            hosts: HostMap::default(),
             durations: BTreeMap::new(),
             histograms: false,
             last: None,
@@ -157,7 +249,7 @@ impl ConnectorState {
         }
         self.probes += 1;
         for (host, (ok, fail)) in per_host {
-            let h = self.hosts.entry(host.to_string()).or_default();
+            let h = self.hosts.entry(host);
             h.probes += 1;
             h.last_seen = self.probes;
             h.last_success = Some(ok);
@@ -208,8 +300,12 @@ impl ConnectorState {
         } else {
             (&mut self.recent_failed, RECENT_FAILED)
         };
+        // Room made first and reserved exactly: a full list must not grow to twice its size.
+        list.truncate(cap.saturating_sub(1));
+        if list.capacity() < cap {
+            list.reserve_exact(cap - list.len());
+        }
         list.push_front(entry);
-        list.truncate(cap);
         self.last = Some(Arc::new(report));
         self.last_at = Some(at);
         was_failing != self.failing_since.is_some()
@@ -311,7 +407,7 @@ pub(crate) mod tests {
             version: "TLSv1.3".into(),
             cipher: "TLS13_AES_128_GCM_SHA256".into(),
         });
-        a.certificates = vec![CertSummary {
+        a.certificates = Arc::from(vec![CertSummary {
             position: CertPosition::Leaf,
             subject: format!("CN={host}"),
             subject_alt_names: vec![format!("DNS:{host}")],
@@ -323,7 +419,7 @@ pub(crate) mod tests {
             not_after_unix: 2_000_000_000,
             signature_algorithm: "ecdsa-with-SHA256".into(),
             self_signed: false,
-        }];
+        }]);
         a
     }
 

@@ -121,7 +121,7 @@ pub fn text(report: &ProbeReport, colour: bool) -> String {
         if let Some(t) = &a.tls {
             let _ = writeln!(o, "      TLS: {} {}", t.version, t.cipher);
         }
-        for c in &a.certificates {
+        for c in a.certificates.iter() {
             let days = (c.not_after_unix - now) / 86_400;
             let expiry = if c.not_after_unix < now {
                 st.red(&format!("EXPIRED {} days ago", -days))
@@ -144,12 +144,11 @@ pub fn text(report: &ProbeReport, colour: bool) -> String {
             let p: Vec<&str> = a.certificate_problems.iter().map(|r| r.as_str()).collect();
             let _ = writeln!(o, "      certificate problems: {}", p.join(", "));
         }
-        if !a.delivered && !a.transcript.lines().is_empty() {
+        if !a.delivered && !a.transcript.is_empty() {
             let _ = writeln!(o, "      transcript:");
             for l in a
                 .transcript
                 .lines()
-                .iter()
                 .rev()
                 .take(8)
                 .collect::<Vec<_>>()

@@ -53,6 +53,8 @@ pub struct Prober {
     time: Arc<dyn TimeProvider>,
     limits: Limits,
     private_ca: bool,
+    /// Chains already parsed and checked (see [`tls::ChainCache`]).
+    chains: Arc<tls::ChainCache>,
 }
 
 enum Plan {
@@ -95,6 +97,7 @@ impl Prober {
                 .unwrap_or_else(|| Arc::new(rustls::time_provider::DefaultTimeProvider)),
             limits: opts.limits,
             private_ca: !opts.extra_ca.is_empty(),
+            chains: Arc::default(),
         })
     }
 
@@ -232,9 +235,17 @@ impl Prober {
                 ),
             ),
         };
+        let any_reported = reported.is_some();
+        // The agent keeps each connector's last report: give back what growing reserved.
+        attempts.shrink_to_fit();
+        for a in &mut attempts {
+            a.transcript.shrink_to_fit();
+            a.extensions.shrink_to_fit();
+            a.message.shrink_to_fit();
+        }
         ProbeReport {
             connector: spec.connector.clone(),
-            delivered: all_delivered && reported.is_some(),
+            delivered: all_delivered && any_reported,
             code,
             reason,
             phase,
@@ -464,6 +475,7 @@ impl Prober {
         let expected = self.expected_names(spec, &a.target, &a.host);
         let verifier = Arc::new(RecordingVerifier::new(
             self.roots.clone(),
+            self.chains.clone(),
             &self.provider,
             spec.tls_settings,
             expected,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
+use std::sync::Arc;
 
 /// What was negotiated, in rustls' own names (`TLSv1.3`, `TLS13_AES_256_GCM_SHA384`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -60,7 +61,7 @@ pub struct Attempt {
     pub plaintext: bool,
     pub durations: BTreeMap<Phase, f64>,
     pub tls: Option<TlsInfo>,
-    pub certificates: Vec<CertSummary>,
+    pub certificates: Arc<[CertSummary]>,
     /// Certificate rules the chain breaks (reported even when the TLS setting does not enforce them).
     pub certificate_problems: Vec<Reason>,
     pub certificate_detail: Option<String>,
@@ -128,7 +129,7 @@ impl Attempt {
             plaintext: false,
             durations: BTreeMap::new(),
             tls: None,
-            certificates: vec![],
+            certificates: Arc::default(),
             certificate_problems: vec![],
             certificate_detail: None,
             extensions: vec![],

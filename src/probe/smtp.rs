@@ -154,23 +154,52 @@ fn parse_line(line: &[u8]) -> Result<(u16, bool, &[u8]), ReplyError> {
     }
 }
 
-/// A short, escaped record of the dialogue for humans (bounded).
-#[derive(Debug, Default, Clone, Serialize)]
-#[serde(transparent)]
-pub struct Transcript(Vec<String>);
+/// A short, escaped record of the dialogue for humans (bounded). One string with a line per
+/// step: every connector keeps its last report, and a string per line cost an allocation each.
+#[derive(Debug, Default, Clone)]
+pub struct Transcript {
+    text: String,
+    lines: usize,
+}
 
 impl Transcript {
     const MAX_LINES: usize = 60;
 
     pub fn push(&mut self, who: &str, text: &str) {
-        if self.0.len() < Self::MAX_LINES {
-            self.0.push(format!("{who} {}", sanitize(text, 200)));
-        } else if self.0.len() == Self::MAX_LINES {
-            self.0.push("… (transcript truncated)".into());
+        if self.lines > Self::MAX_LINES {
+            return;
         }
+        if self.lines > 0 {
+            self.text.push('\n');
+        }
+        if self.lines < Self::MAX_LINES {
+            // Escaped: no line break of the server's can split a line here.
+            self.text.push_str(who);
+            self.text.push(' ');
+            self.text.push_str(&sanitize(text, 200));
+        } else {
+            self.text.push_str("… (transcript truncated)");
+        }
+        self.lines += 1;
     }
-    pub fn lines(&self) -> &[String] {
-        &self.0
+
+    pub fn lines(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.text.split('\n').filter(|_| self.lines > 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
+    /// Gives back what growing the text reserved (the report is kept).
+    pub fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+    }
+}
+
+impl Serialize for Transcript {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.lines())
     }
 }
 

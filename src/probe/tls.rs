@@ -185,10 +185,71 @@ pub fn name_matches(expected: &str, presented: &str) -> bool {
 /// What the verifier saw: the chain and every rule it broke (first = the reason reported).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CertVerdict {
-    pub chain: Vec<CertSummary>,
+    /// Shared: the same chain is kept by the report, the host's state and the [`ChainCache`].
+    pub chain: Arc<[CertSummary]>,
     pub problems: Vec<Reason>,
     /// Human detail for the first problem.
     pub detail: Option<String>,
+}
+
+/// Chains seen lately, by SHA-256 of their DER: the summary and the chain check's result. A
+/// connector probed every minute presents the same chain each time, and parsing it and checking
+/// its signatures was a fifth of a probe's CPU; the handshake's own signature (the server
+/// holding the key) is still checked on every probe. Entries live an hour (a root could
+/// expire); results that depend on the date are never kept; at most [`ChainCache::MAX`].
+#[derive(Debug, Default)]
+pub struct ChainCache {
+    entries: Mutex<std::collections::HashMap<[u8; 32], CachedChain>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedChain {
+    chain: Arc<[CertSummary]>,
+    /// The chain check's verdict (None: leads to a trust anchor).
+    error: Option<(Reason, String)>,
+    checked_at: u64,
+}
+
+impl ChainCache {
+    pub const MAX: usize = 1024;
+    const TTL_SECS: u64 = 3600;
+
+    fn key(end_entity: &[u8], intermediates: &[CertificateDer<'_>]) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for der in std::iter::once(end_entity).chain(intermediates.iter().map(|c| c.as_ref())) {
+            ctx.update(&(der.len() as u64).to_be_bytes());
+            ctx.update(der);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        key
+    }
+
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<CachedChain> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|e| e.checked_at <= now && now - e.checked_at < Self::TTL_SECS)
+            .cloned()
+    }
+
+    fn put(&self, key: [u8; 32], entry: CachedChain) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::MAX {
+                // Bounded, and simple: more distinct chains than this start over.
+                entries.clear();
+            }
+            entries.insert(key, entry);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Applies the TLS setting's certificate rules and records the chain, even for settings that
@@ -196,6 +257,7 @@ pub struct CertVerdict {
 #[derive(Debug)]
 pub struct RecordingVerifier {
     roots: Arc<RootCertStore>,
+    chains: Arc<ChainCache>,
     algs: WebPkiSupportedAlgorithms,
     settings: TlsSettings,
     /// Names the certificate must cover under DomainValidation.
@@ -206,12 +268,14 @@ pub struct RecordingVerifier {
 impl RecordingVerifier {
     pub fn new(
         roots: Arc<RootCertStore>,
+        chains: Arc<ChainCache>,
         provider: &CryptoProvider,
         settings: TlsSettings,
         expected_names: Vec<String>,
     ) -> Self {
         RecordingVerifier {
             roots,
+            chains,
             algs: provider.signature_verification_algorithms,
             settings,
             expected_names,
@@ -221,6 +285,46 @@ impl RecordingVerifier {
 
     pub fn take_verdict(&self) -> Option<CertVerdict> {
         self.verdict.lock().ok().and_then(|mut v| v.take())
+    }
+
+    /// Parses the presented chain (at most 10 certificates) and checks it leads to a trust
+    /// anchor: the part of the verdict that depends only on the bytes (and, rarely, the date).
+    fn check_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> CachedChain {
+        let chain: Vec<CertSummary> = std::iter::once(end_entity)
+            .chain(intermediates.iter())
+            .take(10)
+            .enumerate()
+            .filter_map(|(i, der)| {
+                let position = if i == 0 {
+                    CertPosition::Leaf
+                } else {
+                    CertPosition::Intermediate
+                };
+                summarize(der.as_ref(), position)
+            })
+            .collect();
+        let error = match rustls::server::ParsedCertificate::try_from(end_entity) {
+            Err(e) => Some((Reason::CertUntrusted, format!("leaf certificate cannot be parsed: {e}"))),
+            Ok(parsed) => rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &parsed,
+                &self.roots,
+                intermediates,
+                now,
+                self.algs.all,
+            )
+            .err()
+            .map(|e| chain_error(&e)),
+        };
+        CachedChain {
+            chain: chain.into(),
+            error,
+            checked_at: now.as_secs(),
+        }
     }
 
     fn evaluate(
@@ -238,23 +342,22 @@ impl RecordingVerifier {
                 v.detail = Some(d);
             }
         };
-        for (i, der) in std::iter::once(end_entity)
-            .chain(intermediates.iter())
-            .take(10)
-            .enumerate()
-        {
-            let position = if i == 0 {
-                CertPosition::Leaf
-            } else {
-                CertPosition::Intermediate
-            };
-            if let Some(s) = summarize(der.as_ref(), position) {
-                v.chain.push(s);
+        let now_s = now.as_secs();
+        let key = ChainCache::key(end_entity.as_ref(), intermediates);
+        let cached = self.chains.get(&key, now_s).unwrap_or_else(|| {
+            let entry = self.check_chain(end_entity, intermediates, now);
+            let dated = entry.error.as_ref().is_some_and(|(r, _)| {
+                matches!(r, Reason::CertExpired | Reason::CertNotYetValid)
+            });
+            if !dated {
+                self.chains.put(key, entry.clone());
             }
-        }
-        let now_s = now.as_secs() as i64;
+            entry
+        });
+        v.chain = cached.chain;
+        let now_s = now_s as i64;
         // Dates first: the most common and most actionable problem.
-        for c in &v.chain.clone() {
+        for c in v.chain.clone().iter() {
             if now_s > c.not_after_unix {
                 add(
                     &mut v,
@@ -272,7 +375,7 @@ impl RecordingVerifier {
                 );
             }
         }
-        for c in &v.chain.clone() {
+        for c in v.chain.clone().iter() {
             if !c.self_signed && SHA1_OIDS.iter().any(|o| sig_alg_name(o) == c.signature_algorithm) {
                 add(
                     &mut v,
@@ -284,24 +387,8 @@ impl RecordingVerifier {
                 );
             }
         }
-        match rustls::server::ParsedCertificate::try_from(end_entity) {
-            Err(e) => add(
-                &mut v,
-                Reason::CertUntrusted,
-                format!("leaf certificate cannot be parsed: {e}"),
-            ),
-            Ok(parsed) => {
-                if let Err(e) = rustls::client::verify_server_cert_signed_by_trust_anchor(
-                    &parsed,
-                    &self.roots,
-                    intermediates,
-                    now,
-                    self.algs.all,
-                ) {
-                    let (reason, detail) = chain_error(&e);
-                    add(&mut v, reason, detail);
-                }
-            }
+        if let Some((reason, detail)) = cached.error {
+            add(&mut v, reason, detail);
         }
         if self.settings == TlsSettings::DomainValidation {
             let names = v.chain.first().map(|c| c.dns_names()).unwrap_or_default();

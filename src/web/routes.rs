@@ -188,7 +188,7 @@ fn metrics_response(
     } else {
         "text/plain; version=0.0.4; charset=utf-8"
     };
-    let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+    let write = |w: &mut dyn super::metrics::Sink| -> std::io::Result<()> {
         match cache {
             Some(cache) => cache.write(scrape, openmetrics, w),
             None => {

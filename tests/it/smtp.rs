@@ -53,7 +53,7 @@ async fn multiline_banner_starttls_last_and_full_dialogue() {
     assert_eq!(t.matches("EHLO probe.test").count(), 2, "{t}");
     assert!(t.contains("STARTTLS") && t.contains("QUIT"), "{t}");
     assert!(
-        a.transcript.lines().iter().any(|l| l.starts_with("S: 220-lab.test")),
+        a.transcript.lines().any(|l| l.starts_with("S: 220-lab.test")),
         "{:?}",
         a.transcript
     );

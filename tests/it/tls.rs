@@ -782,7 +782,6 @@ async fn starttls_injection_is_refused() {
     assert!(
         a.transcript
             .lines()
-            .iter()
             .any(|l| l.contains("250 injected") && l.contains("sent before the TLS handshake")),
         "{dump}"
     );

@@ -146,7 +146,7 @@ fn connector_view(c: &ConnectorState, now: SystemTime, exo: Option<&ExoState>) -
                     reason: a.reason,
                     error: a.error.clone(),
                     tls: a.tls.as_ref().map(|t| format!("{} {}", t.version, t.cipher)),
-                    transcript: a.transcript.lines().to_vec(),
+                    transcript: a.transcript.lines().map(str::to_string).collect(),
                 })
                 .collect()
         })
