@@ -4,6 +4,10 @@
     container.py REPO                      check the rules, print each result, exit 1 on a failure
     container.py REPO --build-command      print the Dockerfile's `cargo build ...` command
     container.py REPO --healthcheck-argv   print the HEALTHCHECK's argv, one argument a line
+    container.py REPO --dependency-step TARGET_DIR
+                                           run the dependency layer (the COPYs and the RUN of the
+                                           first `cargo build`) in a scratch directory, with
+                                           CARGO_TARGET_DIR=TARGET_DIR; exit with its status
 
 Only the standard library: it runs before deploy/check.sh sets up its venv.
 """
@@ -13,7 +17,10 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 import tomllib
 
 DOCKERFILE = "deploy/container/Dockerfile"
@@ -31,6 +38,8 @@ NEVER_IN_CONTEXT = [
     ".git/HEAD",
     ".git/objects/pack/pack-1.pack",
     "tests/lab/run.sh",
+    "bench/results/2026-12-03-0918.json",
+    "bench/run.sh",
     "artifacts/status-page.png",
     "tests/lab/artifacts/agent.log",
     "data/queue-clock.json",
@@ -367,6 +376,55 @@ def check(repo):
     return r
 
 
+def dependency_step(repo, instrs, target_dir, timeout=3600):
+    """Runs the build stage up to its first `cargo build` as Docker would, minus the image: the
+    stage's COPYs (context paths, relative to WORKDIR) into an empty scratch directory, then that
+    RUN's shell body there. This is what proves the dummy-source trick still builds with the
+    current manifest (a new target in Cargo.toml, a build script reading a file that is not
+    copied yet) — a static look at the Dockerfile cannot. The target dir is shared with the
+    real build so the dependencies are compiled once; the body's own `cargo clean -p` removes
+    the empty crate's artefacts from it again."""
+    cmds = build_commands(instrs)
+    if not cmds:
+        sys.exit(f"no RUN with cargo build in {DOCKERFILE}")
+    run = cmds[0][0]
+    stage = [i for i in instrs if i.stage == run.stage and i.line < run.line]
+    _, body = split_flags(run.rest)
+    with tempfile.TemporaryDirectory(prefix="mailflow-deps-") as tmp:
+        workdir = tmp
+        for i in stage:
+            if i.op == "WORKDIR":
+                workdir = os.path.join(tmp, i.rest.strip().lstrip("/"))
+                os.makedirs(workdir, exist_ok=True)
+            elif i.op == "COPY":
+                flags, rest = split_flags(i.rest)
+                if "from" in flags:
+                    continue
+                *srcs, dest = rest.split()
+                dest_abs = os.path.join(workdir, dest)
+                into_dir = dest.endswith("/") or len(srcs) > 1
+                for s in srcs:
+                    src = os.path.join(repo, s)
+                    if os.path.isdir(src):  # Docker copies a directory's contents, not itself
+                        shutil.copytree(src, dest_abs, dirs_exist_ok=True)
+                    else:
+                        to = os.path.join(dest_abs, os.path.basename(s)) if into_dir else dest_abs
+                        os.makedirs(os.path.dirname(to), exist_ok=True)
+                        shutil.copy2(src, to)
+            elif i.op == "RUN":
+                sys.exit(f"{i}: a RUN before the dependency build is not simulated here; extend {__file__}")
+        print(f"+ (in a scratch {os.path.relpath(workdir, tmp) or '.'} with {sorted(os.listdir(workdir))}) {body}", flush=True)
+        env = dict(os.environ, CARGO_TARGET_DIR=target_dir)
+        try:
+            rc = subprocess.run(["sh", "-ec", body], cwd=workdir, env=env, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            sys.exit(f"the dependency step took longer than {timeout}s")
+        left = sorted(os.listdir(workdir))
+        if rc == 0 and "src" in left:
+            sys.exit(f"the dependency step left its dummy src/ behind: {left}")
+        return rc
+
+
 def main():
     repo = sys.argv[1]
     mode = sys.argv[2] if len(sys.argv) > 2 else "--check"
@@ -381,6 +439,8 @@ def main():
         if not argv:
             sys.exit(f"no HEALTHCHECK CMD in exec form in {DOCKERFILE}")
         print("\n".join(argv))
+    elif mode == "--dependency-step":
+        sys.exit(dependency_step(repo, instrs, os.path.abspath(sys.argv[3])))
     elif mode == "--check":
         r = check(repo)
         if r.failures:
