@@ -2,15 +2,21 @@
 # Checks the deployable artefacts of deploy/ without a container engine, a running systemd or a
 # cluster (none of them is on CI's machine):
 #   container   the Dockerfile's rules and .dockerignore's context (deploy/checks/container.py);
-#               the Dockerfile's own `cargo build` command, run here; its HEALTHCHECK command run
-#               against `serve` on loopback (as uid 10325, like the image), healthy and not
+#               its dependency layer (dummy src/) run in a scratch directory, then its own
+#               `cargo build` command; its HEALTHCHECK command run against `serve` on loopback
+#               (as uid 10325, like the image), healthy and not. The image itself is not built:
+#               no container engine runs here or on CI
 #   systemd     systemd-analyze verify and security (offline, exposure <= 2.0), enable, in a
 #               scratch root; the unit's flags exist
-#   kubernetes  kubernetes-validate --strict (built-in kinds), the prometheus-operator objects,
-#               the kustomize builds, the config in the ConfigMap, and that the job the
-#               ServiceMonitor gives the targets is the job the alert rules select
+#   kubernetes  kubernetes-validate --strict (built-in kinds), the prometheus-operator objects
+#               (ServiceMonitor; PrometheusRule through promtool; the dashboards ConfigMap), the
+#               kustomize builds (assembled by the checker, and compared with `kustomize build` or
+#               `kubectl kustomize` when one that knows components is installed), the config in
+#               the ConfigMap, --shard under the StatefulSet pods' host names, and that the job
+#               the ServiceMonitor gives the targets is the job the alert rules select
 #               (deploy/checks/kubernetes.py)
-# Run as root on Debian (CI: .ci/run installs the packages), from any directory; idempotent.
+# Run as root on Debian, from any directory; idempotent. Debian packages: python3 python3-venv
+# prometheus (promtool) systemd util-linux (setpriv, unshare); the Rust toolchain for the build.
 # Python packages go into a venv under ~/.cache (deploy/requirements.txt, pinned).
 # Never sends traffic beyond loopback: the agent started here has a loopback dns.servers and no
 # connector, and listens on 127.0.0.1 only.
@@ -32,6 +38,7 @@ need promtool prometheus
 need systemd-analyze systemd
 need systemctl systemd
 
+# Every wait below has a bound: builds and the venv's install by `timeout`, the agent by polling.
 UID_IMAGE=10325
 work=$(mktemp -d /tmp/mailflow-deploy-check.XXXXXX)
 chmod 0755 "$work"
@@ -46,12 +53,17 @@ trap cleanup EXIT
 say "container: Dockerfile rules and the build context (.dockerignore)"
 python3 deploy/checks/container.py "$repo"
 
-say "container: the Dockerfile's build command, on this machine (the image build itself needs Docker)"
+say "container: the Dockerfile's dependency layer, in a scratch directory (the image build itself needs Docker)"
+# Shares target/ with the build below, so the dependencies are compiled once.
+python3 deploy/checks/container.py "$repo" --dependency-step "$repo/target" \
+  || die "the Dockerfile's dependency step failed"
+
+say "container: the Dockerfile's build command, on this machine"
 build_cmd=$(python3 deploy/checks/container.py "$repo" --build-command)
 read -ra build_argv <<<"$build_cmd"
 [ "${build_argv[0]}" = cargo ] || die "unexpected build command: $build_cmd"
 echo "+ $build_cmd"
-"${build_argv[@]}"
+timeout 3600 "${build_argv[@]}"
 bin="$repo/target/release/mailflow-exporter"
 [ -x "$bin" ] || die "$bin was not built"
 "$bin" --version
@@ -113,6 +125,8 @@ done
 echo "$healthy (exit 0 while serve runs)"
 [ -e "$work/state/lock" ] || die "serve (uid $UID_IMAGE) did not lock its --storage.path"
 kill -TERM "$serve_pid"
+for _ in $(seq 1 300); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$serve_pid" 2>/dev/null && { kill -KILL "$serve_pid"; die "serve did not stop within 30 s of SIGTERM"; }
 rc=0; wait "$serve_pid" || rc=$?
 serve_pid=""
 [ "$rc" -eq 0 ] || die "serve did not stop cleanly on SIGTERM (exit $rc): $(cat "$work/serve.log")"
@@ -126,7 +140,7 @@ unit=deploy/systemd/mailflow-exporter.service
 root="$work/sysroot"
 install -D -m 0755 "$bin" "$root/usr/local/bin/mailflow-exporter"
 install -D -m 0644 "$unit" "$root/etc/systemd/system/mailflow-exporter.service"
-install -D -m 0644 deploy/mailflow.example.yaml "$root/etc/mailflow-exporter/mailflow.yaml"
+install -D -m 0644 deploy/mailflow.example.yaml "$root/etc/mailflow-exporter/config.yaml"
 mkdir -p "$root/usr/lib/systemd" "$root/usr/bin"
 cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"   # the targets the unit names
 install -m 0755 "$(type -P kill)" "$root/usr/bin/kill"   # ExecReload
@@ -164,13 +178,12 @@ want=$(sha256sum "$req" | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  timeout 600 "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
   echo "$want" >"$venv/.requirements.sha256"
 fi
 "$venv/bin/kubernetes-validate" --version
 
 say "kubernetes: manifests, kustomize builds, prometheus-operator objects, job label"
-command -v kubectl >/dev/null || echo "kubectl not found: the kustomize builds are assembled by the checker alone"
 "$venv/bin/python" deploy/checks/kubernetes.py "$repo" "$bin"
 
 say "deploy artefacts: all checks passed"
