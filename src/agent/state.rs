@@ -109,6 +109,8 @@ impl HostMap {
         let i = match self.find(host) {
             Ok(i) => i,
             Err(i) => {
+                // Exact: a first insert would otherwise reserve room for four hosts.
+                self.0.reserve_exact(1);
                 self.0.insert(i, (host.to_string(), HostStats::default()));
                 i
             }
@@ -119,7 +121,10 @@ impl HostMap {
     pub fn insert(&mut self, host: String, stats: HostStats) {
         match self.find(&host) {
             Ok(i) => self.0[i].1 = stats,
-            Err(i) => self.0.insert(i, (host, stats)),
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, (host, stats));
+            }
         }
     }
 
@@ -160,7 +165,10 @@ impl HostMap {
 
 impl<'a> IntoIterator for &'a HostMap {
     type Item = (&'a String, &'a HostStats);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, HostStats)>, fn(&'a (String, HostStats)) -> (&'a String, &'a HostStats)>;
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, HostStats)>,
+        fn(&'a (String, HostStats)) -> (&'a String, &'a HostStats),
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, h)| (k, h))

@@ -146,15 +146,7 @@ pub fn text(report: &ProbeReport, colour: bool) -> String {
         }
         if !a.delivered && !a.transcript.is_empty() {
             let _ = writeln!(o, "      transcript:");
-            for l in a
-                .transcript
-                .lines()
-                .rev()
-                .take(8)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
+            for l in a.transcript.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev() {
                 let _ = writeln!(o, "        {}", st.dim(l));
             }
         }

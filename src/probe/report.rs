@@ -9,8 +9,8 @@ use crate::taxonomy::{Code, Reason};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::SystemTime;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// What was negotiated, in rustls' own names (`TLSv1.3`, `TLS13_AES_256_GCM_SHA384`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

@@ -346,9 +346,10 @@ impl RecordingVerifier {
         let key = ChainCache::key(end_entity.as_ref(), intermediates);
         let cached = self.chains.get(&key, now_s).unwrap_or_else(|| {
             let entry = self.check_chain(end_entity, intermediates, now);
-            let dated = entry.error.as_ref().is_some_and(|(r, _)| {
-                matches!(r, Reason::CertExpired | Reason::CertNotYetValid)
-            });
+            let dated = entry
+                .error
+                .as_ref()
+                .is_some_and(|(r, _)| matches!(r, Reason::CertExpired | Reason::CertNotYetValid));
             if !dated {
                 self.chains.put(key, entry.clone());
             }

@@ -823,12 +823,7 @@ fn split_families(om: &str) -> (Vec<String>, String, Vec<u32>) {
 impl MetricsCache {
     /// Writes the whole scrape: per-connector families from the cache (re-encoding what
     /// changed), then the agent-wide families. `scrape.per_connector` is ignored.
-    pub fn write<W: Sink + ?Sized>(
-        &self,
-        mut scrape: Scrape,
-        openmetrics: bool,
-        w: &mut W,
-    ) -> std::io::Result<()> {
+    pub fn write<W: Sink + ?Sized>(&self, mut scrape: Scrape, openmetrics: bool, w: &mut W) -> std::io::Result<()> {
         let now = scrape.now;
         let options = scrape.options;
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
