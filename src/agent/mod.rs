@@ -11,7 +11,7 @@ pub mod writer;
 
 pub use state::{BUCKETS, ConnectorState, HISTOGRAM_PHASES, HostStats, Recent};
 
-use crate::config::{Config, ConfigError, Connector};
+use crate::config::{Config, ConfigError, Connector, Shard};
 use crate::probe::{ProbeReport, Prober, ProberError, ProberOptions};
 use crate::tenant::{QueueRoute, Tenant};
 use clock::Clock;
@@ -72,6 +72,9 @@ pub struct SelfStatus {
     pub state_skipped: usize,
     pub state_clamped: usize,
     pub state_write_failures: u64,
+    pub self_check: SelfCheck,
+    /// Not sharded, or shard 0: writes the series that belong to no connector once per fleet.
+    pub primary_shard: bool,
 }
 
 /// Why `/probe?connector=` gives no report.
@@ -79,6 +82,8 @@ pub struct SelfStatus {
 pub enum OnDemandError {
     Unknown,
     Disabled,
+    /// Another shard probes it (the shard that does).
+    OtherShard(Shard),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -88,8 +93,11 @@ pub struct ReloadStatus {
 }
 
 struct Running {
-    /// The effective configuration: the file's connectors plus the tenant's (when synced).
+    /// The effective configuration: the file's connectors plus the tenant's (when synced), only
+    /// those of this agent's shard.
     config: Arc<Config>,
+    /// The same before sharding (Microsoft's queue is attributed against every connector).
+    all: Arc<Config>,
     /// The file as loaded.
     file: Arc<Config>,
     prober: Arc<Prober>,
@@ -110,6 +118,10 @@ pub struct AgentOptions {
     pub clock: Arc<dyn Clock>,
     /// How far the first probes are spread (None = over each connector's interval).
     pub max_initial_spread: Option<Duration>,
+    /// This agent's share of the connectors (None: all of them).
+    pub shard: Option<Shard>,
+    /// Probe only when asked (`/probe?connector=`): Prometheus schedules, as with blackbox_exporter.
+    pub on_demand_only: bool,
 }
 
 /// Shared between the scheduler, the HTTP handlers and signal handlers.
@@ -134,6 +146,13 @@ pub struct Agent {
     /// with decides whether a reload must restart it.
     tasks: Mutex<HashMap<String, (Connector, tokio::task::AbortHandle)>>,
     max_initial_spread: Option<Duration>,
+    shard: Option<Shard>,
+    on_demand_only: bool,
+    /// Stamp of the config file as last read (see [`Agent::reload_if_changed`]).
+    config_stamp: Mutex<Option<FileStamp>>,
+    /// The agent's own checks (its resolvers answer), apart from the partners'.
+    self_check: Mutex<SelfCheck>,
+    self_check_started: AtomicBool,
     /// Exchange Online's view (tenant data), kept beside the probes' states.
     exo: Mutex<ExoState>,
     /// The tenant tasks (queue poll, sync) and the tenant config they were started for.
@@ -173,6 +192,44 @@ fn build(cfg: &Config) -> Result<(Prober, Option<Tenant>), LoadError> {
     })
     .map_err(|source| LoadError::Prober { file: file(), source })?;
     Ok((prober, tenant))
+}
+
+/// The file's connectors plus the synced ones, and of those the shard's.
+fn effective(file: &Config, synced: Option<&Synced>, shard: Option<Shard>) -> (Config, Config) {
+    let all = exo::merge(file, synced);
+    let mut mine = all.clone();
+    if let Some(shard) = shard {
+        mine.connectors.retain(|c| shard.owns(c.name()));
+    }
+    (mine, all)
+}
+
+/// Size, modification time and inode of a file: a ConfigMap update swaps a symlink to a new
+/// file, an editor rewrites in place; either changes one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    pub fn of(path: &std::path::Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode: m.ino(),
+        })
+    }
+}
+
+/// The agent's own health (`mailflow_self_check_successful`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SelfCheck {
+    /// Whether one of the resolvers answered the last query of the agent's own (None: not yet).
+    pub dns: Option<bool>,
 }
 
 /// Merges a new configuration into the running states: removed connectors go, disabled ones
@@ -255,8 +312,18 @@ impl Agent {
                 }
             }
         }
+        let stamp = FileStamp::of(&opts.config_path);
+        let (mine, all) = effective(&cfg, None, opts.shard);
+        if let Some(shard) = opts.shard {
+            tracing::info!(
+                shard = %shard,
+                connectors = mine.connectors.len(),
+                of = all.connectors.len(),
+                "probing this shard's connectors"
+            );
+        }
         let mut states = BTreeMap::new();
-        merge_states(&mut states, &cfg);
+        merge_states(&mut states, &mine);
         for (name, st) in states.iter_mut() {
             if let Some((t, _)) = streaks.get(name)
                 && st.connector.enabled
@@ -281,8 +348,9 @@ impl Agent {
             }),
             tenant_tasks: Mutex::new(None),
             running: RwLock::new(Arc::new(Running {
-                file: Arc::new(cfg.clone()),
-                config: Arc::new(cfg),
+                file: Arc::new(cfg),
+                config: Arc::new(mine),
+                all: Arc::new(all),
                 prober: Arc::new(prober),
                 tenant: tenant.map(Arc::new),
             })),
@@ -299,6 +367,11 @@ impl Agent {
             clock: opts.clock,
             tasks: Mutex::new(HashMap::new()),
             max_initial_spread: opts.max_initial_spread,
+            shard: opts.shard,
+            on_demand_only: opts.on_demand_only,
+            config_stamp: Mutex::new(stamp),
+            self_check: Mutex::new(SelfCheck::default()),
+            self_check_started: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
         }))
     }
@@ -319,6 +392,17 @@ impl Agent {
 
     fn running(&self) -> Arc<Running> {
         self.running.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// This agent's share of the connectors, when sharded.
+    pub fn shard(&self) -> Option<Shard> {
+        self.shard
+    }
+
+    /// How many connectors there are in all shards together (the effective config's count
+    /// when not sharded).
+    pub fn connectors_in_all_shards(&self) -> usize {
+        self.running().all.connectors.len()
     }
 
     /// The tenant client, when configured.
@@ -342,6 +426,8 @@ impl Agent {
             state_skipped: self.state_load.1,
             state_clamped: self.state_load.2,
             state_write_failures: self.writer.as_ref().map(StateWriter::failures).unwrap_or(0),
+            self_check: self.self_check(),
+            primary_shard: self.shard.is_none_or(|s| s.index == 0),
         }
     }
 
@@ -357,12 +443,15 @@ impl Agent {
     /// Starts (or re-syncs) one probing task per enabled connector, and the tenant tasks.
     pub fn start(self: &Arc<Self>) {
         self.start_tenant();
+        if !self.self_check_started.swap(true, Ordering::SeqCst) {
+            tokio::spawn(self.clone().self_check_loop());
+        }
         let cfg = self.config();
         let mut tasks = lock(&self.tasks);
         let wanted: HashMap<&str, &Connector> = cfg
             .connectors
             .iter()
-            .filter(|c| c.enabled)
+            .filter(|c| c.enabled && !self.on_demand_only)
             .map(|c| (c.name(), c))
             .collect();
         tasks.retain(|name, (running, handle)| {
@@ -372,7 +461,7 @@ impl Agent {
             }
             keep
         });
-        for c in cfg.connectors.iter().filter(|c| c.enabled) {
+        for c in cfg.connectors.iter().filter(|c| c.enabled && !self.on_demand_only) {
             if tasks.contains_key(c.name()) {
                 continue;
             }
@@ -397,7 +486,15 @@ impl Agent {
     /// concurrent requests share one probe, and a disabled connector is never probed.
     pub async fn probe_on_demand(&self, name: &str, max_age: Duration) -> Result<Arc<ProbeReport>, OnDemandError> {
         let cfg = self.config();
-        let connector = cfg.connector(name).ok_or(OnDemandError::Unknown)?;
+        let Some(connector) = cfg.connector(name) else {
+            return Err(match self.shard {
+                Some(s) if self.running().all.connector(name).is_some() => OnDemandError::OtherShard(Shard {
+                    index: crate::config::shard::hashmod(name, s.count),
+                    count: s.count,
+                }),
+                _ => OnDemandError::Unknown,
+            });
+        };
         if !connector.enabled {
             return Err(OnDemandError::Disabled);
         }
@@ -478,6 +575,8 @@ impl Agent {
     /// a good one applies completely (states, limits, tasks) or not at all.
     pub async fn reload(self: &Arc<Self>) -> Result<(), LoadError> {
         let _one = self.reload_lock.lock().await;
+        // Taken before the read: a change during the read is seen by the next check.
+        *lock(&self.config_stamp) = FileStamp::of(&self.config_path);
         let Loaded { cfg, prober, tenant } =
             match load_off_runtime(self.config_path.clone(), self.load_stuck.clone()).await {
                 Err(e) => {
@@ -488,7 +587,7 @@ impl Agent {
                 Ok(x) => x,
             };
         let synced = lock(&self.exo).sync.clone();
-        let merged = exo::merge(&cfg, synced.as_deref());
+        let (merged, all) = effective(&cfg, synced.as_deref(), self.shard);
         merge_states(&mut lock(&self.states), &merged);
         self.resize_permits(merged.max_concurrent_probes);
         {
@@ -500,6 +599,7 @@ impl Agent {
             };
             *r = Arc::new(Running {
                 config: Arc::new(merged),
+                all: Arc::new(all),
                 file: Arc::new(cfg),
                 prober: Arc::new(prober),
                 tenant,
@@ -549,7 +649,8 @@ impl Agent {
         let interval = tenant.config().poll_interval;
         let mut failures = 0u32;
         loop {
-            let cfg = self.config();
+            // Every connector, not only this shard's: mail is attributed against all of them.
+            let cfg = self.running().all.clone();
             let routes: Vec<QueueRoute> = cfg
                 .connectors
                 .iter()
@@ -650,10 +751,11 @@ impl Agent {
         let synced = lock(&self.exo).sync.clone();
         {
             let mut r = self.running.write().unwrap_or_else(|p| p.into_inner());
-            let merged = exo::merge(&r.file, synced.as_deref());
+            let (merged, all) = effective(&r.file, synced.as_deref(), self.shard);
             merge_states(&mut lock(&self.states), &merged);
             *r = Arc::new(Running {
                 config: Arc::new(merged),
+                all: Arc::new(all),
                 file: r.file.clone(),
                 prober: r.prober.clone(),
                 tenant: r.tenant.clone(),
@@ -661,6 +763,72 @@ impl Agent {
         }
         self.persist();
         self.start();
+    }
+
+    /// Reloads when the config file's stamp changed since it was last read (a failed reload
+    /// is not retried until the file changes again).
+    pub async fn reload_if_changed(self: &Arc<Self>) {
+        let path = self.config_path.clone();
+        let stat = tokio::task::spawn_blocking(move || FileStamp::of(&path));
+        let Ok(Ok(now)) = tokio::time::timeout(Duration::from_secs(5), stat).await else {
+            return;
+        };
+        if now.is_some() && now != *lock(&self.config_stamp) {
+            tracing::info!(file = %self.config_path.display(), "config file changed; reloading");
+            let _ = self.reload().await;
+        }
+    }
+
+    /// [`Agent::reload_if_changed`] every `every` until shutdown.
+    pub async fn watch_config(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => self.reload_if_changed().await,
+            }
+        }
+    }
+
+    /// The agent's own checks as last run.
+    pub fn self_check(&self) -> SelfCheck {
+        *lock(&self.self_check)
+    }
+
+    /// Asks the resolvers something every recursive resolver answers at once (the root's MX),
+    /// every `every` (the shortest connector interval, 5s to 60s). Any answer, even REFUSED,
+    /// shows the resolver is reachable; only silence or a network error counts against it.
+    async fn self_check_loop(self: Arc<Self>) {
+        loop {
+            let cfg = self.config();
+            let every = cfg
+                .connectors
+                .iter()
+                .filter(|c| c.enabled)
+                .map(|c| c.interval)
+                .min()
+                .unwrap_or(Duration::from_secs(60))
+                .clamp(Duration::from_secs(5), Duration::from_secs(60));
+            let timeout = cfg
+                .defaults
+                .timeout
+                .clamp(Duration::from_secs(1), Duration::from_secs(10));
+            // Only when some connector asks DNS: with IP smart hosts alone, no resolver matters.
+            let ok = if cfg.connectors.iter().any(|c| c.enabled && c.probe.routing.needs_dns()) {
+                Some(self.prober().resolver_answers(timeout).await)
+            } else {
+                None
+            };
+            if ok == Some(false) && lock(&self.self_check).dns != Some(false) {
+                tracing::warn!(
+                    "self-check: none of the agent's DNS resolvers answers; DNS failures are the agent's, not the partners'"
+                );
+            }
+            lock(&self.self_check).dns = ok;
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
     }
 
     /// Applies a new max_concurrent_probes: grows at once, shrinks as running probes finish.
@@ -746,6 +914,25 @@ mod tests {
 
     fn cfg(text: &str) -> Config {
         Config::parse(Path::new("t.yaml"), text).expect("config")
+    }
+
+    #[test]
+    fn a_shard_probes_its_share_but_sees_every_connector() {
+        let text: String = (0..20).fold(String::from("connectors:\n"), |t, i| {
+            t + &format!("  - name: c{i}\n    use_mx_record: false\n    smart_hosts: [192.0.2.1]\n")
+        });
+        let file = cfg(&text);
+        let mut owned = 0;
+        for index in 0..3 {
+            let shard = Shard { index, count: 3 };
+            let (mine, all) = effective(&file, None, Some(shard));
+            assert_eq!(all.connectors.len(), 20, "attribution sees all");
+            assert!(mine.connectors.iter().all(|c| shard.owns(c.name())));
+            owned += mine.connectors.len();
+        }
+        assert_eq!(owned, 20);
+        let (mine, _) = effective(&file, None, None);
+        assert_eq!(mine.connectors.len(), 20);
     }
 
     #[test]
@@ -856,6 +1043,8 @@ connectors:
             storage: None,
             clock: clock.clone(),
             max_initial_spread: None,
+            shard: None,
+            on_demand_only: false,
         })
         .await
         .expect("agent");

@@ -49,6 +49,15 @@ pub fn max_age(s: &str) -> Result<Duration, ValueError> {
     Ok(d)
 }
 
+/// How often to look at a file: 0 (never) or 100ms to 1h.
+pub fn watch_interval(s: &str) -> Result<Duration, ValueError> {
+    let d = duration(s)?;
+    if !d.is_zero() && !(MIN_TIMEOUT..=Duration::from_secs(3600)).contains(&d) {
+        return Err(bad(s, "0s (off) or between 100ms and 1h"));
+    }
+    Ok(d)
+}
+
 /// A whole-probe deadline: 100ms to 24h.
 pub fn deadline(s: &str) -> Result<Duration, ValueError> {
     let d = duration(s)?;

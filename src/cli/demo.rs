@@ -74,6 +74,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         web_config_file: None,
         telemetry_path: "/metrics".into(),
         config_check: false,
+        shard: None,
+        on_demand_only: false,
+        config_watch_interval: Duration::from_secs(10),
     };
     let url = format!("http://{}/", args.listen.replace("0.0.0.0", "127.0.0.1"));
     eprintln!(

@@ -3,6 +3,7 @@
 use crate::agent::clock::SystemClock;
 use crate::agent::store::{Store, StoreError};
 use crate::agent::{Agent, AgentOptions, LoadError};
+use crate::config::Shard;
 use crate::web::{self, HttpOptions, ListenError, WebFace};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -55,6 +56,24 @@ pub struct ServeArgs {
     /// partner's server again (0s: always probe, still one probe for concurrent requests).
     #[arg(long = "web.probe-max-age", value_parser = super::args::max_age, default_value = "5s")]
     pub probe_max_age: Duration,
+    /// Probe only this agent's share of the connectors: INDEX/COUNT (0/2, 1/2), or hostname/COUNT
+    /// to take INDEX from a StatefulSet pod's name (`name-N`). Same split as Prometheus' hashmod.
+    #[arg(long = "shard", env = "MAILFLOW_SHARD", value_name = "INDEX/COUNT", value_parser = shard)]
+    pub shard: Option<Shard>,
+    /// How often to look whether the config file changed (then reload it as SIGHUP would);
+    /// 0s turns it off.
+    #[arg(long = "config.watch-interval", value_parser = super::args::watch_interval, default_value = "10s")]
+    pub config_watch_interval: Duration,
+    /// Probe nothing on a schedule: only `/probe?connector=` probes, so Prometheus schedules (and
+    /// shards with hashmod) as with blackbox_exporter. `/metrics` still shows every result.
+    #[arg(long = "probe.on-demand-only")]
+    pub on_demand_only: bool,
+}
+
+fn shard(s: &str) -> Result<Shard, crate::config::shard::ShardError> {
+    Shard::parse(s, || {
+        Some(rustix::system::uname().nodename().to_string_lossy().into_owned())
+    })
 }
 
 /// Failure to start: the message names the file/line/field; the caller exits with 2.
@@ -157,6 +176,8 @@ pub async fn run(
         storage: Some(store),
         clock: Arc::new(SystemClock),
         max_initial_spread,
+        shard: args.shard,
+        on_demand_only: args.on_demand_only,
     })
     .await?;
     let listener = web::bind(&args.listen).await?;
@@ -171,6 +192,9 @@ pub async fn run(
     );
     spawn_signal_handlers(agent.clone(), web.clone()).map_err(StartError::Signals)?;
     agent.start();
+    if !args.config_watch_interval.is_zero() {
+        tokio::spawn(agent.clone().watch_config(args.config_watch_interval));
+    }
     web::serve(
         listener,
         agent.clone(),

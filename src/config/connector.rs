@@ -129,6 +129,14 @@ pub enum Routing {
 }
 
 impl Routing {
+    /// Whether probing asks DNS anything (MX, or a smart host given by name).
+    pub fn needs_dns(&self) -> bool {
+        match self {
+            Routing::Mx(_) => true,
+            Routing::SmartHosts(hosts) => hosts.iter().any(|h| matches!(h.host, crate::config::Host::Name(_))),
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Routing::SmartHosts(_) => "smart_host",

@@ -5,6 +5,7 @@
 pub mod connector;
 pub mod names;
 mod raw;
+pub mod shard;
 pub mod tenant;
 
 pub use connector::{
@@ -13,6 +14,7 @@ pub use connector::{
 };
 pub use names::{ConnectorName, DomainPattern, Host, HostName, HostPort, MAX_CONNECTOR_NAME_CHARS, NameError};
 
+pub use shard::Shard;
 pub use tenant::{Credential, TenantConfig};
 
 use raw::{Dur, RawConfig, RawConnector, RawTenant};

@@ -156,6 +156,16 @@ impl Dns {
         Ok(MxAnswer::Hosts(hosts))
     }
 
+    /// Whether a resolver answers at all (any response code) within `timeout`: the agent's
+    /// own health, apart from what the partners' zones say.
+    pub async fn answers(&self, timeout: Duration) -> bool {
+        match self.mx(".", timeout).await {
+            Ok(_) => true,
+            Err(DnsFailure::Timeout | DnsFailure::Unreachable(_)) => false,
+            Err(_) => true,
+        }
+    }
+
     /// IPv4 then IPv6 addresses. An error on one family is ignored when the other has addresses.
     pub async fn addresses(&self, name: &str, timeout: Duration) -> Result<Vec<IpAddr>, DnsFailure> {
         let fqdn = fqdn(name);

@@ -98,6 +98,11 @@ impl Prober {
         })
     }
 
+    /// Whether the resolvers answer at all (the agent's self-check).
+    pub async fn resolver_answers(&self, timeout: Duration) -> bool {
+        self.dns.answers(timeout).await
+    }
+
     pub async fn probe(&self, spec: &ProbeSpec) -> ProbeReport {
         let started = SystemTime::now();
         let t0 = Instant::now();

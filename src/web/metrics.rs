@@ -382,9 +382,22 @@ impl Collector for Scrape {
             ConstGauge::new(1).encode(m.encode_family(&l)?)?;
         }
         if let Some(x) = &self.exo {
-            encode_exo(&mut enc, x, cs, now)?;
+            let primary = self.process.is_none_or(|p| p.primary_shard);
+            encode_exo(&mut enc, x, cs, now, primary)?;
         }
         if let Some(p) = &self.process {
+            let mut m = enc.encode_descriptor(
+                "mailflow_self_check_successful",
+                "The agent's own health, apart from the partners': dns = one of its resolvers answers; outbound_port_25 = not every recent connection attempt (to 3 or more hosts) failed.",
+                None,
+                MetricType::Gauge,
+            )?;
+            let checks = [("dns", p.self_check.dns), ("outbound_port_25", outbound_ok(cs))];
+            for (check, ok) in checks {
+                if let Some(ok) = ok {
+                    ConstGauge::new(ok as i64).encode(m.encode_family(&[("check", check)])?)?;
+                }
+            }
             let m = enc.encode_descriptor(
                 "mailflow_config_last_reload_successful",
                 "1 if the last configuration reload succeeded.",
@@ -510,6 +523,29 @@ struct RequestLabels {
     outcome: &'static str,
 }
 
+/// Whether outbound connections work from here, judged by the last probe of every connector:
+/// false when no attempt got past connecting and at least three distinct addresses failed to
+/// connect (one partner down is the partner's problem; every partner down is ours). None when
+/// nothing has been tried yet.
+fn outbound_ok(cs: &[&ConnectorState]) -> Option<bool> {
+    let mut failed = std::collections::HashSet::new();
+    let mut tried = false;
+    for a in cs
+        .iter()
+        .filter_map(|c| c.last.as_ref())
+        .flat_map(|r| r.attempts.iter())
+    {
+        let Some(ip) = a.ip else { continue };
+        tried = true;
+        if a.phase == Some(crate::probe::Phase::Connect) {
+            failed.insert(ip);
+        } else if a.phase.is_some() || a.delivered {
+            return Some(true);
+        }
+    }
+    tried.then_some(failed.len() < 3)
+}
+
 /// Exchange Online's view: Microsoft's queue per connector (the last good read, however old:
 /// `mailflow_exo_last_success_timestamp_seconds` says how old), requests, sync, and where the
 /// two views disagree.
@@ -518,7 +554,17 @@ fn encode_exo(
     x: &ExoScrape,
     cs: &[&ConnectorState],
     now: SystemTime,
+    primary: bool,
 ) -> Result<(), std::fmt::Error> {
+    // Sharded: each agent writes its own connectors, and shard 0 the mail no connector claims.
+    let mine: std::collections::HashSet<&str> = cs.iter().map(|c| c.connector.name()).collect();
+    let shown = |connector: &str| {
+        if connector == crate::tenant::UNATTRIBUTED {
+            primary
+        } else {
+            mine.contains(connector)
+        }
+    };
     let view = x.state.view.as_deref();
     let gauge = |enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64| -> Result<(), std::fmt::Error> {
         let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
@@ -531,7 +577,7 @@ fn encode_exo(
         MetricType::Gauge,
     )?;
     if let Some(v) = view {
-        for (connector, q) in &v.connectors {
+        for (connector, q) in v.connectors.iter().filter(|(c, _)| shown(c)) {
             for (code, n) in &q.pending {
                 let l = ExoCodeLabels {
                     connector: connector.clone(),
@@ -563,7 +609,7 @@ fn encode_exo(
                 .map(|c| (c.connector.name(), c.expiration))
                 .collect();
             let default_expiration = cs.first().map(|c| c.expiration).unwrap_or(Duration::from_secs(86_400));
-            if v.connectors.contains_key(crate::tenant::UNATTRIBUTED) {
+            if primary && v.connectors.contains_key(crate::tenant::UNATTRIBUTED) {
                 names.push((crate::tenant::UNATTRIBUTED, default_expiration));
             }
             for (name, expiration) in names {

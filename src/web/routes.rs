@@ -180,6 +180,16 @@ async fn probe(ctx: &Ctx, query: &[(String, String)], openmetrics: bool) -> Resp
                     format!("unknown connector {:?}\n", crate::probe::escape(name, 100)),
                 );
             }
+            Err(OnDemandError::OtherShard(owner)) => {
+                let mine = ctx.agent.shard().map(|s| s.to_string()).unwrap_or_default();
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "connector {:?} is probed by shard {owner}; this agent is shard {mine}\n",
+                        crate::probe::escape(name, 100)
+                    ),
+                );
+            }
             Err(OnDemandError::Disabled) => {
                 return text(
                     StatusCode::CONFLICT,

@@ -1057,6 +1057,7 @@ async fn labels_are_bounded() {
                     ["default", "hybrid_wizard", "migrated", "admin_ui", "other"].contains(&v.as_str())
                 }
                 "action" => ["skipped", "clamped"].contains(&v.as_str()),
+                "check" => ["dns", "outbound_port_25"].contains(&v.as_str()),
                 "source" => ["file", "tenant"].contains(&v.as_str()),
                 // Build facts: one value per binary.
                 "revision" | "rustc" | "target" => s.name == "mailflow_build_info",

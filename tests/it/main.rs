@@ -12,6 +12,7 @@ mod exo;
 mod hostile;
 mod import;
 mod operator;
+mod scale;
 mod smtp;
 mod support;
 mod taxonomy;

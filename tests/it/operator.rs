@@ -112,3 +112,133 @@ async fn telemetry_path_process_metrics_and_build_info() {
     .await;
     bad.assert_exit(2);
 }
+
+/// The config file is watched: a change applies without a signal, a ConfigMap-style symlink
+/// swap counts as a change, and a broken file is reported once and leaves the running config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_changes_apply_without_a_restart() {
+    let scratch = Scratch::new("watch");
+    let server = smtp::plain().await;
+    let file = |names: &[&str]| {
+        let conns: Vec<String> = names.iter().map(|n| config::at(n, server.addr())).collect();
+        config::file(config::FAST, None, &conns)
+    };
+    // As Kubernetes mounts a ConfigMap: mailflow.yaml -> ..data/mailflow.yaml, ..data -> a
+    // timestamped directory that an update replaces.
+    let v1 = scratch.path("v1");
+    std::fs::create_dir_all(&v1).unwrap();
+    std::fs::write(v1.join("mailflow.yaml"), file(&["A"])).unwrap();
+    std::os::unix::fs::symlink("v1", scratch.path("..data")).unwrap();
+    let cfg = scratch.path("mailflow.yaml");
+    std::os::unix::fs::symlink("..data/mailflow.yaml", &cfg).unwrap();
+    let mut ex = Exporter::serve(&scratch, &cfg, &["--config.watch-interval", "200ms"]).await;
+    ex.wait_probed(&["A"], 1.0).await;
+
+    // 1. Rewritten in place (an editor, a config management run).
+    std::fs::write(v1.join("mailflow.yaml"), file(&["A", "B"])).unwrap();
+    ex.wait_probed(&["A", "B"], 1.0).await;
+
+    // 2. The ConfigMap update: a new directory, then an atomic swap of ..data.
+    let v2 = scratch.path("v2");
+    std::fs::create_dir_all(&v2).unwrap();
+    std::fs::write(v2.join("mailflow.yaml"), file(&["A", "B", "C"])).unwrap();
+    std::os::unix::fs::symlink("v2", scratch.path("..data_tmp")).unwrap();
+    std::fs::rename(scratch.path("..data_tmp"), scratch.path("..data")).unwrap();
+    let m = ex.wait_probed(&["A", "B", "C"], 1.0).await;
+    assert_eq!(m.value("mailflow_config_last_reload_successful", &[]), 1.0);
+
+    // 3. A broken file: reported, not applied, not retried until it changes again.
+    std::fs::write(v2.join("mailflow.yaml"), "connectors:\n  - name: [\n").unwrap();
+    let m = ex
+        .wait_for("the failed reload", |m| {
+            m.get("mailflow_config_last_reload_successful", &[]) == Some(0.0)
+        })
+        .await;
+    assert!(m.get("mailflow_connector_up", &[("connector", "C")]).is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let failures = ex.log().matches("config reload failed").count();
+    assert_eq!(failures, 1, "one report per change of the file\n{}", ex.log());
+    ex.wait_probed(&["C"], m.probes("C") + 1.0).await;
+    ex.assert_running();
+    ex.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_can_be_turned_off_and_is_bounded() {
+    let scratch = Scratch::new("watch-off");
+    let server = smtp::plain().await;
+    let cfg = scratch.write(
+        "mailflow.yaml",
+        &config::file(config::FAST, None, &[config::at("A", server.addr())]),
+    );
+    let mut ex = Exporter::serve(&scratch, &cfg, &["--config.watch-interval", "0s"]).await;
+    ex.wait_probed(&["A"], 1.0).await;
+    std::fs::write(
+        &cfg,
+        config::file(
+            config::FAST,
+            None,
+            &[config::at("A", server.addr()), config::at("B", server.addr())],
+        ),
+    )
+    .unwrap();
+    let m = ex.wait_probed(&["A"], 4.0).await;
+    assert!(
+        m.get("mailflow_connector_up", &[("connector", "B")]).is_none(),
+        "not watched: B waits for SIGHUP"
+    );
+    ex.signal("HUP");
+    ex.wait_probed(&["B"], 1.0).await;
+    ex.terminate().await;
+    let r = run(
+        &["serve", "--config.file", "x", "--config.watch-interval", "1ms"],
+        DEADLINE,
+    )
+    .await;
+    r.assert_usage_error(&["--config.watch-interval", "100ms and 1h"]);
+}
+
+/// The agent's own faults, apart from the partners': its resolver and its outbound connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_check_tells_the_agents_faults_from_the_partners() {
+    use crate::support::dns::{LAB_HOST, lab_dns};
+    let scratch = Scratch::new("self-check");
+    let server = smtp::plain().await;
+    let dns = lab_dns().await;
+    let port = server.addr().port();
+    // Nothing listens on these loopback addresses: every connect is refused at once.
+    let closed: Vec<String> = (2..=4)
+        .map(|i| config::smart_host(&format!("Closed {i}"), &format!("127.0.0.{i}"), port, "none"))
+        .collect();
+    let cfg = scratch.write("mailflow.yaml", &config::file(config::FAST, Some(dns.addr()), &closed));
+    let mut ex = Exporter::serve(&scratch, &cfg, &["--config.watch-interval", "200ms"]).await;
+    let check =
+        |m: &crate::support::metrics::Metrics, c: &str| m.get("mailflow_self_check_successful", &[("check", c)]);
+    let m = ex
+        .wait_for("port 25 judged blocked", |m| check(m, "outbound_port_25") == Some(0.0))
+        .await;
+    assert_eq!(check(&m, "dns"), None, "IP smart hosts only: no resolver to check");
+
+    // One partner that answers: the agent can connect out, the others are the partners' fault;
+    // a smart host by name brings the resolver check.
+    let mut conns = closed.clone();
+    conns.push(config::smart_host("By name", LAB_HOST, port, "none"));
+    std::fs::write(&cfg, config::file(config::FAST, Some(dns.addr()), &conns)).unwrap();
+    let m = ex
+        .wait_for("port 25 fine and the resolver answering", |m| {
+            check(m, "outbound_port_25") == Some(1.0) && check(m, "dns") == Some(1.0)
+        })
+        .await;
+    assert_eq!(m.value("mailflow_connector_up", &[("connector", "By name")]), 1.0);
+
+    // The resolver goes away (a loopback port where nothing answers).
+    let silent = crate::support::net::free_port();
+    let udp_silent = std::net::UdpSocket::bind(silent).ok(); // bound, never read: no answer, no ICMP
+    std::fs::write(&cfg, config::file(config::FAST, Some(silent), &conns)).unwrap();
+    ex.wait_for_within(Duration::from_secs(60), "the resolver judged unreachable", |m| {
+        check(m, "dns") == Some(0.0)
+    })
+    .await;
+    drop(udp_silent);
+    ex.terminate().await;
+}

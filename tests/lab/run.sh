@@ -139,4 +139,7 @@ bg fixed $PY "$here/responders.py" 127.0.0.17:25=plain
 waitport 127.0.0.17 25
 $PY "$here/assert_lab.py" resolve "$ARTIFACTS/notifications.jsonl"
 
+say "scale-out: agent shards (--shard) and Prometheus hashmod over /probe (--probe.on-demand-only)"
+bash "$here/scale_out.sh" "$LAB" "$ARTIFACTS" "$AGENT" http://127.0.0.1:19325
+
 say "all lab checks passed"

@@ -28,7 +28,23 @@ pub fn view(agent: &Agent, note: Option<String>) -> StatusView {
         version: env!("CARGO_PKG_VERSION").to_string(),
         config_file: cfg.source.display().to_string(),
         last_reload_ok: agent.reload_status().ok,
-        listen_note: note,
+        listen_note: match (note, agent.shard()) {
+            (note, Some(shard)) => Some(
+                [
+                    note,
+                    Some(format!(
+                        "shard {shard}: this agent probes {} of {} connectors",
+                        cfg.connectors.len(),
+                        agent.connectors_in_all_shards()
+                    )),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · "),
+            ),
+            (note, None) => note,
+        },
         tenant: exo.as_ref().map(|e| TenantBanner {
             last_success: e.view.as_ref().map(|v| v.fetched_at),
             ok: e.last_poll_ok,
