@@ -153,7 +153,7 @@ rules_alerts=$(awk '
 ' "$rules")
 # The per-code alerts: those that select one code of the per-host recording rule, as: name TAB code.
 per_code=$(printf '%s\n' "$rules_alerts" | awk -F'\t' '
-  index($2, "mailflow:failing_host_reason:increase10m{") {
+  index($2, "connector_host_code_reason:mailflow_probe_failures:increase10m{") {
     e = $2; n = 0; code = ""
     while (match(e, /(^|[^a-z_])code="[^"]*"/)) {
       m = substr(e, RSTART, RLENGTH); sub(/^.*code="/, "", m); sub(/"$/, "", m)
@@ -186,7 +186,7 @@ while IFS=$'\t' read -r code alert runbook; do
   [ "$n" -eq 1 ] || die "$code: expected exactly one alert $alert in $rules, found $n"
   selects=$(printf '%s\n' "$per_code" | awk -F'\t' -v a="$alert" '$1 == a { print $2 }')
   [ "$selects" = "$code" ] \
-    || die "$code: $alert must select mailflow:failing_host_reason:increase10m{code=\"$code\"}, its expr selects: ${selects:-no per-host code}"
+    || die "$code: $alert must select connector_host_code_reason:mailflow_probe_failures:increase10m{code=\"$code\"}, its expr selects: ${selects:-no per-host code}"
   others=$(printf '%s\n' "$per_code" | awk -F'\t' -v c="$code" -v a="$alert" '$2 == c && $1 != a { print $1 }')
   [ -z "$others" ] || die "$code: per-code alerts other than $alert select it: $(echo $others)"
   is_muted "$alert" || die "$alert ($code) is missing from the MailflowConnectorDown inhibit rule in $am_cfg"
@@ -204,7 +204,7 @@ known=$(printf '%s\n' "$catalog" | cut -f2)
 while IFS=$'\t' read -r alert code; do
   [ -n "$alert" ] || continue
   printf '%s\n' "$known" | grep -qxF "$alert" \
-    || die "$alert selects code ${code} of mailflow:failing_host_reason:increase10m but is no per-code alert of $codes_json"
+    || die "$alert selects code ${code} of connector_host_code_reason:mailflow_probe_failures:increase10m but is no per-code alert of $codes_json"
 done <<<"$per_code"
 is_muted MailflowQueueAgeing || die "MailflowQueueAgeing is missing from the inhibit rule in $am_cfg"
 is_muted MailflowExoMailHeld || die "MailflowExoMailHeld is missing from the inhibit rule in $am_cfg"

@@ -359,7 +359,7 @@ PROMETHEUS_CONFIG = """global:
   evaluation_interval: 5s
 rule_files: ["{rules}/*.yml"]
 scrape_configs:
-  - job_name: mailflow
+  - job_name: mailflow-exporter
     static_configs: [{{ targets: ["127.0.0.1:{port}"] }}]
 """
 ALERT_QUERY = 'ALERTS{alertname="MailflowConnectionRefused",alertstate="firing"}'

@@ -1,10 +1,15 @@
-// What build.sh writes: { "<path in the repository>": "<file content>" }.
-// With --ext-str mode=data: { "<path>": <the data of that file> }, which build.sh --check
-// compares with the files parsed back (the YAML writer must not change a thing).
+// What build.sh writes: { "<path in the repository>": { format: yaml | yaml-stream | json, doc } }.
+// lib/emit.py turns that into the files; hidden '#' fields become YAML comments.
 local mixin = import 'mixin.libsonnet';
-local yaml = import 'lib/yaml.libsonnet';
 local c = mixin._config;
-local mode = std.extVar('mode');
+
+// The hidden '#' fields (comments) made visible, so they survive the JSON output.
+local expose(v) =
+  if std.isObject(v) then
+    { [k]: expose(v[k]) for k in std.objectFields(v) }
+    + (if std.objectHasAll(v, '#') then { '#': v['#'] } else {})
+  else if std.isArray(v) then [expose(x) for x in v]
+  else v;
 
 local groups = mixin.prometheusRules.groups + mixin.prometheusAlerts.groups;
 
@@ -72,34 +77,22 @@ local prometheusRule = {
 };
 
 local dashboardNames = ['overview', 'connector', 'certificates'];
-local json(d) = std.manifestJsonEx(d, '  ') + '\n';
 local configMaps = [
   {
     [if name == dashboardNames[0] then '#']:: generated + '\nOne ConfigMap per dashboard, labelled for the Grafana dashboard sidecar.',
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: metadata(k.name + '-dashboard-' + name, k.dashboardLabels, k.dashboardAnnotations),
-    data: { ['mailflow-' + name + '.json']: json(mixin.grafanaDashboards['mailflow-' + name + '.json']) },
+    data: { ['mailflow-' + name + '.json']: { __json__: mixin.grafanaDashboards['mailflow-' + name + '.json'] } },
   }
   for name in dashboardNames
 ];
 
-local data = {
-  'alerts/mailflow.rules.yml': { groups: groups },
-  'deploy/kubernetes/prometheusrule.yaml': prometheusRule,
-  'deploy/kubernetes/dashboards-configmap.yaml': configMaps,
+{
+  'alerts/mailflow.rules.yml': { format: 'yaml', doc: expose({ '#':: rulesHeader, groups: groups }) },
+  'deploy/kubernetes/prometheusrule.yaml': { format: 'yaml', doc: expose(prometheusRule) },
+  'deploy/kubernetes/dashboards-configmap.yaml': { format: 'yaml-stream', doc: expose(configMaps) },
 } + {
-  ['dashboards/mailflow-' + name + '.json']: mixin.grafanaDashboards['mailflow-' + name + '.json']
+  ['dashboards/mailflow-' + name + '.json']: { format: 'json', doc: mixin.grafanaDashboards['mailflow-' + name + '.json'] }
   for name in dashboardNames
-};
-
-local files = {
-  'alerts/mailflow.rules.yml': yaml.manifest({ '#':: rulesHeader, groups: groups }),
-  'deploy/kubernetes/prometheusrule.yaml': yaml.manifest(prometheusRule),
-  'deploy/kubernetes/dashboards-configmap.yaml': yaml.manifestStream(configMaps),
-} + {
-  ['dashboards/mailflow-' + name + '.json']: json(mixin.grafanaDashboards['mailflow-' + name + '.json'])
-  for name in dashboardNames
-};
-
-if mode == 'data' then data else files
+}

@@ -28,16 +28,19 @@
 
     // Connector roles: the label `role` of mailflow_connector_info. A connector alert gets the
     // lower of its own severity (alertSeverity) and its connector's role severity, and the role's
-    // `for:` when it sets one for that alert. A test-mode connector carries no production mail and
-    // a rule-scoped one only what a transport rule sends; a centralized one
-    // (RouteAllMessagesViaOnPremises) carries all external mail, a hybrid one
-    // (CloudServicesMailEnabled) the path to on-premises Exchange.
+    // `priority` label (P1 most urgent). A test-mode connector carries no production mail and a
+    // rule-scoped one only what a transport rule sends: never more than a warning. A centralized
+    // one (RouteAllMessagesViaOnPremises) carries all of the tenant's external mail: critical and
+    // P1. Standard and hybrid (CloudServicesMailEnabled, the path to on-premises Exchange):
+    // critical, P2. Route on priority in Alertmanager to page centralized connectors harder.
+    // (A role may also set `for: { <alert>: '3m' }`; that makes a second rule of the same name,
+    // which `promtool check rules` reports as a duplicate, so the defaults use priority instead.)
     roles: {
-      test: { severity: 'warning' },
-      rule_scoped: { severity: 'warning' },
-      standard: { severity: 'critical' },
-      hybrid: { severity: 'critical' },
-      centralized: { severity: 'critical', 'for': { MailflowConnectorDown: '3m' } },
+      test: { severity: 'warning', priority: 'P3' },
+      rule_scoped: { severity: 'warning', priority: 'P3' },
+      standard: { severity: 'critical', priority: 'P2' },
+      hybrid: { severity: 'critical', priority: 'P2' },
+      centralized: { severity: 'critical', priority: 'P1' },
     },
     // The role of a connector whose info carries no role (agents before the label) or one not
     // listed above.

@@ -100,6 +100,16 @@ function(c) {
         'eq $labels.role ' + std.join(' ', ['"' + r + '"' for r in roles if eff(r) == s]) + ' }}' + s
         for s in otherSevs
       ]) + '{{ else }}' + defSev + '{{ end }}';
+    local prio(r) = std.get(c.roles[r], 'priority', null);
+    local defPrio = prio(c.defaultRole);
+    local otherPrios = std.uniq(std.sort([prio(r) for r in roles if prio(r) != defPrio && prio(r) != null]));
+    local prioLabel =
+      if defPrio == null then {}
+      else if otherPrios == [] then { priority: defPrio }
+      else { priority: '{{ if ' + std.join('{{ else if ', [
+        'eq $labels.role ' + std.join(' ', ['"' + r + '"' for r in roles if prio(r) == p]) + ' }}' + p
+        for p in otherPrios
+      ]) + '{{ else }}' + defPrio + '{{ end }}' };
     local fors = std.uniq(std.sort([forOf(r) for r in roles]));
     local E = util.indent(std.rstripChars(expr, '\n'));
     [
@@ -122,7 +132,7 @@ function(c) {
       {
         alert: name,
         expr: merged + '\n',
-        labels: labels { severity: sevLabel },
+        labels: labels + prioLabel + { severity: sevLabel },
         annotations: annotations,
       }
       + forField(f)
