@@ -22,6 +22,9 @@ for tool in promtool amtool; do
 done
 command -v python3 >/dev/null || die "python3 not found (it reads docs/codes.json)"
 
+say "generated files match the mixin (deploy/mixin/build.sh --check)"
+bash "$repo/deploy/mixin/build.sh" --check
+
 say "promtool check rules"
 promtool check rules "$alerts"/*.rules.yml
 
@@ -30,6 +33,11 @@ say "promtool test rules"
 
 say "promtool check config (rule_files resolve relative to the config file)"
 promtool check config "$prom_cfg"
+
+if [ -f "$repo/deploy/prometheus/scale-out.yml" ]; then
+  say "promtool check config deploy/prometheus/scale-out.yml"
+  promtool check config "$repo/deploy/prometheus/scale-out.yml"
+fi
 
 say "amtool check-config"
 amtool check-config "$am_cfg"
@@ -240,7 +248,7 @@ print(f"{n - len(bad)} of {n} fixed links resolve")
 sys.exit(1 if bad else 0)
 PY
 
-say "tenant alerts: each inhibit rule the rule file relies on is in the Alertmanager example"
+say "tenant and agent alerts: each inhibit rule the rule file relies on is in the Alertmanager example"
 # source TAB target for every inhibit rule of $am_cfg (alertname="X" and alertname=~"A|B" matchers).
 inhibit_pairs=$(python3 - "$am_cfg" <<'PY'
 import re, sys
@@ -272,6 +280,13 @@ MailflowExoThrottled MailflowExoDataStale
 MailflowExoAuthFailing MailflowExoSyncFailing
 MailflowExoPermissionMissing MailflowExoSyncFailing
 MailflowExoThrottled MailflowExoSyncFailing
+MailflowAgentDnsUnreachable MailflowDnsQueryFailed
+MailflowAgentDnsUnreachable MailflowConnectorDown
+MailflowAgentOutboundPort25Blocked MailflowConnectionRefused
+MailflowAgentOutboundPort25Blocked MailflowConnectionTimedOut
+MailflowAgentOutboundPort25Blocked MailflowConnectorDown
+MailflowManyConnectorsFailing MailflowConnectionRefused
+MailflowManyConnectorsFailing MailflowConnectorDown
 PAIRS
 
 say "all alert checks passed"
