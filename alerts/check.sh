@@ -156,16 +156,18 @@ rules_alerts=$(awk '
   inexpr && (/^ *$/ || indent($0) > exprind) { line = $0; sub(/^ */, "", line); expr = expr " " line; next }
   { inexpr = 0 }
   /^ *expr:/ { inexpr = 1; exprind = indent($0); line = $0; sub(/^ *expr: */, "", line); expr = line; next }
-  /^ *runbook_url:/ { line = $0; sub(/^ *runbook_url: */, "", line); gsub(/"/, "", line); url = line; next }
+  /^ *runbook_url:/ { line = $0; sub(/^ *runbook_url: */, "", line); gsub(/["\047]/, "", line); url = line; next }
   END { flush() }
 ' "$rules")
 # The per-code alerts: those that select one code of the per-host recording rule, as: name TAB code.
 per_code=$(printf '%s\n' "$rules_alerts" | awk -F'\t' '
   index($2, "connector_host_code_reason:mailflow_probe_failures:increase10m{") {
+    # (the role join repeats the selector: count distinct codes)
     e = $2; n = 0; code = ""
     while (match(e, /(^|[^a-z_])code="[^"]*"/)) {
       m = substr(e, RSTART, RLENGTH); sub(/^.*code="/, "", m); sub(/"$/, "", m)
-      code = m; n++; e = substr(e, RSTART + RLENGTH)
+      if (m != code) { code = m; n++ }
+      e = substr(e, RSTART + RLENGTH)
     }
     print $1 "\t" (n == 1 ? code : "?")
   }')

@@ -17,7 +17,7 @@ ORDER = [
     "source_labels", "regex", "target_label", "replacement", "action",
 ]
 SPECIAL = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ""}
-PLAIN = re.compile(r"^(?:[A-Za-z][A-Za-z0-9 _./:%?&=+-]*|[0-9]+(?:ms|s|m|h|d|w|y))$")
+PLAIN = re.compile(r"^(?:[A-Za-z][A-Za-z0-9 _./:%?&=+#-]*|[0-9]+(?:ms|s|m|h|d|w|y))$")
 
 
 def keys(o):
@@ -60,7 +60,7 @@ def string(s, indent):
             chomp = "-" if trailing == 0 else ("" if trailing == 1 else "+")
             ind = "2" if lines[0].startswith(" ") else ""
             return [" |" + ind + chomp] + [pad + l if l else "" for l in lines]
-    if plain(s) and len(s) + indent <= WIDTH:
+    if plain(s) and (len(s) + indent <= WIDTH or " " not in s):
         return [" " + s]
     foldable = (" " in s and "\n" not in s and not control(s) and "\t" not in s and "  " not in s
                 and not s.startswith(" ") and not s.endswith(" "))
