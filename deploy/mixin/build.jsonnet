@@ -38,7 +38,8 @@ local rulesHeader = generated + |||
   Severity: critical pages, warning opens a ticket (deploy/alertmanager/alertmanager.yml, whose
   inhibit rules keep an outage down to one page). Connector alerts join the connector's role
   (label role) and take the lower of their own severity and the role's: test and rule_scoped
-  connectors never page.
+  connectors never page. They also get a `priority` label from the role (centralized P1,
+  standard and hybrid P2, test and rule_scoped P3) to route the most critical connectors harder.
 
   Summaries name the connector at most (never a host, an instance or a value), so every alert
   of one Alertmanager notification group (alertname, connector) has the same summary; the
@@ -49,7 +50,8 @@ local rulesHeader = generated + |||
   series until its first probe. Neither should reset a `for:` clock or resolve a firing alert
   (and page again minutes later). Longer gaps are MailflowAgentDown's business.
 
-  High availability: two replicas of the agent differ only in %(ha)s. %(haText)s
+  High availability: two full replicas of the agent (both probing every connector) differ only in
+  %(ha)s. %(haText)s
 ||| % {
   selector: c.selector,
   runbook: c.runbookBaseUrl,
@@ -57,7 +59,7 @@ local rulesHeader = generated + |||
   ha: std.join(' and ', c.haReplicaLabels),
   haText:
     if c.haAggregate then 'The connector alerts merge them in the rules (max without those labels).'
-    else 'Prometheus drops those labels from these alerts (alert_relabel_configs in deploy/prometheus/prometheus.yml), so Alertmanager merges both replicas\' alerts.',
+    else 'Prometheus drops those labels from these alerts\n(alert_relabel_configs in deploy/prometheus/prometheus.yml), so Alertmanager merges both\nreplicas\' alerts into one (deploy/mixin/README.md).',
 };
 
 local k = c.kubernetes;
