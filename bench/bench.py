@@ -365,7 +365,7 @@ scrape_configs:
 ALERT_QUERY = 'ALERTS{alertname="MailflowConnectionRefused",alertstate="firing"}'
 PROM_STEPS = {  # first time each query returns data after the port closed
     "scraped_failure": 'mailflow_probe_failures_total{connector="detect",code="4.4.316"}',
-    "recording_rule": 'mailflow:failing_host_reason:increase10m{connector="detect",code="4.4.316"}',
+    "recording_rule": 'connector_host_code_reason:mailflow_probe_failures:increase10m{connector="detect",code="4.4.316"}',
     "pending": 'ALERTS{alertname="MailflowConnectionRefused",alertstate="pending"}',
     "firing": ALERT_QUERY,
 }
