@@ -28,6 +28,21 @@ bash "$repo/deploy/mixin/build.sh" --check
 say "promtool check rules"
 promtool check rules "$alerts"/*.rules.yml
 
+say "every unit test file evaluates the recording group first (group_eval_order lists all groups)"
+python3 - "$rules" "$alerts" <<'PY' || die "fix group_eval_order in the test files (see above)"
+import glob, os, re, sys
+groups = re.findall(r"^  - name: (\S+)", open(sys.argv[1], encoding="utf-8").read(), re.M)
+bad = 0
+for path in sorted(glob.glob(os.path.join(sys.argv[2], "*_test.yml"))):
+    m = re.search(r"^group_eval_order:\n((?:  - \S+\n)+)", open(path, encoding="utf-8").read(), re.M)
+    order = re.findall(r"  - (\S+)", m.group(1)) if m else []
+    if order != groups:
+        print(f"{os.path.basename(path)}: group_eval_order {order} is not the rule groups {groups}", file=sys.stderr)
+        bad += 1
+print(f"{len(groups)} groups, in that order in every test file")
+sys.exit(1 if bad else 0)
+PY
+
 say "promtool test rules"
 (cd "$alerts" && promtool test rules ./*_test.yml)
 
