@@ -22,14 +22,37 @@ for tool in promtool amtool; do
 done
 command -v python3 >/dev/null || die "python3 not found (it reads docs/codes.json)"
 
+say "generated files match the mixin (deploy/mixin/build.sh --check)"
+bash "$repo/deploy/mixin/build.sh" --check
+
 say "promtool check rules"
 promtool check rules "$alerts"/*.rules.yml
+
+say "every unit test file evaluates the recording group first (group_eval_order lists all groups)"
+python3 - "$rules" "$alerts" <<'PY' || die "fix group_eval_order in the test files (see above)"
+import glob, os, re, sys
+groups = re.findall(r"^  - name: (\S+)", open(sys.argv[1], encoding="utf-8").read(), re.M)
+bad = 0
+for path in sorted(glob.glob(os.path.join(sys.argv[2], "*_test.yml"))):
+    m = re.search(r"^group_eval_order:\n((?:  - \S+\n)+)", open(path, encoding="utf-8").read(), re.M)
+    order = re.findall(r"  - (\S+)", m.group(1)) if m else []
+    if order != groups:
+        print(f"{os.path.basename(path)}: group_eval_order {order} is not the rule groups {groups}", file=sys.stderr)
+        bad += 1
+print(f"{len(groups)} groups, in that order in every test file")
+sys.exit(1 if bad else 0)
+PY
 
 say "promtool test rules"
 (cd "$alerts" && promtool test rules ./*_test.yml)
 
 say "promtool check config (rule_files resolve relative to the config file)"
 promtool check config "$prom_cfg"
+
+if [ -f "$repo/deploy/prometheus/scale-out.yml" ]; then
+  say "promtool check config deploy/prometheus/scale-out.yml"
+  promtool check config "$repo/deploy/prometheus/scale-out.yml"
+fi
 
 say "amtool check-config"
 amtool check-config "$am_cfg"
@@ -148,16 +171,18 @@ rules_alerts=$(awk '
   inexpr && (/^ *$/ || indent($0) > exprind) { line = $0; sub(/^ */, "", line); expr = expr " " line; next }
   { inexpr = 0 }
   /^ *expr:/ { inexpr = 1; exprind = indent($0); line = $0; sub(/^ *expr: */, "", line); expr = line; next }
-  /^ *runbook_url:/ { line = $0; sub(/^ *runbook_url: */, "", line); gsub(/"/, "", line); url = line; next }
+  /^ *runbook_url:/ { line = $0; sub(/^ *runbook_url: */, "", line); gsub(/["\047]/, "", line); url = line; next }
   END { flush() }
 ' "$rules")
 # The per-code alerts: those that select one code of the per-host recording rule, as: name TAB code.
 per_code=$(printf '%s\n' "$rules_alerts" | awk -F'\t' '
-  index($2, "mailflow:failing_host_reason:increase10m{") {
+  index($2, "connector_host_code_reason:mailflow_probe_failures:increase10m{") {
+    # (the role join repeats the selector: count distinct codes)
     e = $2; n = 0; code = ""
     while (match(e, /(^|[^a-z_])code="[^"]*"/)) {
       m = substr(e, RSTART, RLENGTH); sub(/^.*code="/, "", m); sub(/"$/, "", m)
-      code = m; n++; e = substr(e, RSTART + RLENGTH)
+      if (m != code) { code = m; n++ }
+      e = substr(e, RSTART + RLENGTH)
     }
     print $1 "\t" (n == 1 ? code : "?")
   }')
@@ -186,7 +211,7 @@ while IFS=$'\t' read -r code alert runbook; do
   [ "$n" -eq 1 ] || die "$code: expected exactly one alert $alert in $rules, found $n"
   selects=$(printf '%s\n' "$per_code" | awk -F'\t' -v a="$alert" '$1 == a { print $2 }')
   [ "$selects" = "$code" ] \
-    || die "$code: $alert must select mailflow:failing_host_reason:increase10m{code=\"$code\"}, its expr selects: ${selects:-no per-host code}"
+    || die "$code: $alert must select connector_host_code_reason:mailflow_probe_failures:increase10m{code=\"$code\"}, its expr selects: ${selects:-no per-host code}"
   others=$(printf '%s\n' "$per_code" | awk -F'\t' -v c="$code" -v a="$alert" '$2 == c && $1 != a { print $1 }')
   [ -z "$others" ] || die "$code: per-code alerts other than $alert select it: $(echo $others)"
   is_muted "$alert" || die "$alert ($code) is missing from the MailflowConnectorDown inhibit rule in $am_cfg"
@@ -204,7 +229,7 @@ known=$(printf '%s\n' "$catalog" | cut -f2)
 while IFS=$'\t' read -r alert code; do
   [ -n "$alert" ] || continue
   printf '%s\n' "$known" | grep -qxF "$alert" \
-    || die "$alert selects code ${code} of mailflow:failing_host_reason:increase10m but is no per-code alert of $codes_json"
+    || die "$alert selects code ${code} of connector_host_code_reason:mailflow_probe_failures:increase10m but is no per-code alert of $codes_json"
 done <<<"$per_code"
 is_muted MailflowQueueAgeing || die "MailflowQueueAgeing is missing from the inhibit rule in $am_cfg"
 is_muted MailflowExoMailHeld || die "MailflowExoMailHeld is missing from the inhibit rule in $am_cfg"
@@ -240,7 +265,7 @@ print(f"{n - len(bad)} of {n} fixed links resolve")
 sys.exit(1 if bad else 0)
 PY
 
-say "tenant alerts: each inhibit rule the rule file relies on is in the Alertmanager example"
+say "tenant and agent alerts: each inhibit rule the rule file relies on is in the Alertmanager example"
 # source TAB target for every inhibit rule of $am_cfg (alertname="X" and alertname=~"A|B" matchers).
 inhibit_pairs=$(python3 - "$am_cfg" <<'PY'
 import re, sys
@@ -272,6 +297,13 @@ MailflowExoThrottled MailflowExoDataStale
 MailflowExoAuthFailing MailflowExoSyncFailing
 MailflowExoPermissionMissing MailflowExoSyncFailing
 MailflowExoThrottled MailflowExoSyncFailing
+MailflowAgentDnsUnreachable MailflowDnsQueryFailed
+MailflowAgentDnsUnreachable MailflowConnectorDown
+MailflowAgentOutboundPort25Blocked MailflowConnectionRefused
+MailflowAgentOutboundPort25Blocked MailflowConnectionTimedOut
+MailflowAgentOutboundPort25Blocked MailflowConnectorDown
+MailflowManyConnectorsFailing MailflowConnectionRefused
+MailflowManyConnectorsFailing MailflowConnectorDown
 PAIRS
 
 say "all alert checks passed"

@@ -359,13 +359,13 @@ PROMETHEUS_CONFIG = """global:
   evaluation_interval: 5s
 rule_files: ["{rules}/*.yml"]
 scrape_configs:
-  - job_name: mailflow
+  - job_name: mailflow-exporter
     static_configs: [{{ targets: ["127.0.0.1:{port}"] }}]
 """
 ALERT_QUERY = 'ALERTS{alertname="MailflowConnectionRefused",alertstate="firing"}'
 PROM_STEPS = {  # first time each query returns data after the port closed
     "scraped_failure": 'mailflow_probe_failures_total{connector="detect",code="4.4.316"}',
-    "recording_rule": 'mailflow:failing_host_reason:increase10m{connector="detect",code="4.4.316"}',
+    "recording_rule": 'connector_host_code_reason:mailflow_probe_failures:increase10m{connector="detect",code="4.4.316"}',
     "pending": 'ALERTS{alertname="MailflowConnectionRefused",alertstate="pending"}',
     "firing": ALERT_QUERY,
 }

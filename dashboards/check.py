@@ -9,7 +9,8 @@
                                                      metrics may be empty, unless --require-tenant-data)
 
 Structure checks: every dashboard parses, has its stable uid (unique), schemaVersion 39, the tags,
-the `datasource`, `instance` and `connector` variables, links to the other dashboards; no datasource
+the `datasource`, `job`, `instance` and `connector` variables (every series selector filtered on
+`job=~"$job"`), links to the other dashboards; no datasource
 other than `${datasource}` anywhere (no hard-coded uid); every panel has a description and a unit
 (text and row panels excepted), every target a PromQL `expr` that only uses defined variables; a
 panel that queries the tenant metrics (mailflow_exo_*, mailflow_connector_vantage_mismatch, exported
@@ -17,7 +18,8 @@ only with a `tenant:` section) says so in its description; and the code titles, 
 and reason texts shown in the dashboards are exactly the ones in docs/codes.json (generated from
 src/taxonomy.rs).
 
-With --prometheus the Grafana variables are replaced as Grafana would for "All": `$instance` -> `.+`,
+With --prometheus the Grafana variables are replaced as Grafana would for "All": `$job` -> the first
+job the variable lists, `$instance` -> `.+`,
 `$connector` -> a regex of the connector names Prometheus knows (from mailflow_connector_info),
 `$__rate_interval` -> 1m, `$__range` -> 5m, `$__interval` -> 15s (override with --set NAME=VALUE).
 An expression on the tenant metrics must evaluate without error but may return nothing (an agent
@@ -52,6 +54,8 @@ NO_UNIT_PANELS = {"text", "row"}
 BUILTIN_VARS = {"__rate_interval", "__range", "__interval", "__range_s", "__interval_ms", "__range_ms"}
 LAB_VALUES = {"instance": ".+", "__rate_interval": "1m", "__range": "5m", "__interval": "15s"}
 VAR_RE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)")
+# A series selector of the agent's metrics (or a recording rule of the mixin) and its matchers.
+SERIES_RE = re.compile(r"\b((?:[a-z_]+:)?mailflow_[a-z0-9_]+(?::[a-z0-9_]+)?)\b(?!\s*\()(?:\{([^}]*)\})?")
 # Series exported only when the agent has a `tenant:` section (Exchange Online's own view).
 TENANT_RE = re.compile(r"\b(mailflow_exo_\w+|mailflow_connector_vantage_mismatch)\b")
 
@@ -167,20 +171,26 @@ def check_dashboard(name, dash, uids, codes, reasons):
     ds = vs.get("datasource")
     if not ds or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
         err("no template variable `datasource` of type datasource with query prometheus")
+    job = vs.get("job")
+    jsel, jlabel = label_values_selector(job.get("query")) if job else (None, None)
+    if not job or jlabel != "job" or not (jsel or "").startswith("mailflow_build_info"):
+        err("variable `job` must be label_values(mailflow_build_info{...}, job)")
+    elif job.get("includeAll") or job.get("multi"):
+        err("variable `job` must be single-valued (two jobs scraping the same agents would add up)")
     inst = vs.get("instance")
-    if not inst or label_values_selector(inst.get("query")) != ("mailflow_build_info", "instance"):
-        err("variable `instance` must be label_values(mailflow_build_info, instance)")
+    isel, ilabel = label_values_selector(inst.get("query")) if inst else (None, None)
+    if not inst or ilabel != "instance" or not (isel or "").startswith("mailflow_build_info{") or 'job=~"$job"' not in isel:
+        err('variable `instance` must be label_values(mailflow_build_info{..., job=~"$job"}, instance)')
     elif not inst.get("includeAll"):
         err("variable `instance` must include All")
     con = vs.get("connector")
-    if not con or label_values_selector(con.get("query")) != (
-        'mailflow_connector_info{instance=~"$instance"}',
-        "connector",
-    ):
-        err('variable `connector` must be label_values(mailflow_connector_info{instance=~"$instance"}, connector)')
+    csel, clabel = label_values_selector(con.get("query")) if con else (None, None)
+    if (not con or clabel != "connector" or not (csel or "").startswith("mailflow_connector_info{")
+            or 'job=~"$job"' not in csel or 'instance=~"$instance"' not in csel):
+        err('variable `connector` must be label_values(mailflow_connector_info{..., job=~"$job", instance=~"$instance"}, connector)')
     elif not (con.get("multi") and con.get("includeAll")):
         err("variable `connector` must be multi-value and include All")
-    for vname in ("instance", "connector"):
+    for vname in ("job", "instance", "connector"):
         v = vs.get(vname)
         if v and v.get("datasource") != DS:
             err(f"variable `{vname}` must use datasource {DS}")
@@ -263,6 +273,9 @@ def check_dashboard(name, dash, uids, codes, reasons):
                 continue
             if t.get("datasource") != DS:
                 err(f"{where} target {t.get('refId')}: datasource must be {DS}")
+            for m in SERIES_RE.finditer(expr):
+                if m.group(2) is None or 'job=~"$job"' not in m.group(2):
+                    err(f"{where} target {t.get('refId')}: {m.group(1)} not filtered on job=~\"$job\"")
             if expr.count("(") != expr.count(")") or expr.count("{") != expr.count("}"):
                 err(f"{where} target {t.get('refId')}: unbalanced brackets")
             for m in VAR_RE.finditer(expr):
@@ -439,6 +452,16 @@ def main():
             print(f"FAIL: no connectors in {args.prometheus} ({perr or 'mailflow_connector_info is empty'})")
             return 1
         values["connector"] = "(" + "|".join(promql_regex_escape(n) for n in names) + ")"
+        # $job is single-valued: Grafana starts on the first job the variable lists.
+        jobs = set()
+        for name, dash, _ in dashboards:
+            jv = variables(dash or {}).get("job")
+            jsel = label_values_selector(jv.get("query"))[0] if jv else None
+            if jsel:
+                jdata, _e = prom_query(args.prometheus, f"group by (job) ({jsel})")
+                jobs |= {x["metric"].get("job", "") for x in (jdata or {}).get("result", [])}
+        if jobs:
+            values["job"] = promql_regex_escape(sorted(jobs)[0])
         for kv in args.set:
             k, _, v = kv.partition("=")
             values[k.lstrip("$")] = v
