@@ -21,9 +21,7 @@
 # Never sends traffic beyond loopback: the agent started here has a loopback dns.servers and no
 # connector, and listens on 127.0.0.1 only.
 #
-# env: MAILFLOW_SKIP_JOB_CHECK=1   report a job mismatch between the ServiceMonitor and the rules
-#                                  without failing (until the monitoring mixin is merged)
-#      DEPLOY_VENV=DIR             the venv (default ~/.cache/mailflow-exporter/deploy-venv)
+# env: DEPLOY_VENV=DIR   the venv (default ~/.cache/mailflow-exporter/deploy-venv)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -8,9 +8,6 @@ kustomize builds are assembled here (resources, components, images: the parts th
 and, when a `kustomize` binary or a `kubectl` with components support (kustomize >= 3.7) is
 installed, compared with what that builds. Debian's kubernetes-client (kubectl 1.20, kustomize
 2.0) predates components, so on a plain Debian machine the assembly here is the only build.
-Environment:
-    MAILFLOW_SKIP_JOB_CHECK=1   report a job-label mismatch between the ServiceMonitor and the
-                                alert rules without failing (until the monitoring mixin lands)
 """
 
 import copy
@@ -577,15 +574,8 @@ def main():
                 fits = not any((j == val) if op == "!=" else re.fullmatch(val, j) for j in jobs)
             if not fits:
                 bad.append(f'{where}: job{op}"{val}"')
-        if bad and os.environ.get("MAILFLOW_SKIP_JOB_CHECK") == "1":
-            print(f"MISMATCH job={sorted(jobs)} from the ServiceMonitor, but the rules select:")
-            for b in bad:
-                print(f"          {b}")
-            R.note("MAILFLOW_SKIP_JOB_CHECK=1: accepted for now (the monitoring mixin's rules select "
-                   'job="mailflow-exporter"); drop the variable once that is merged')
-        else:
-            R.ok(not bad, f"every job matcher of the rules selects {sorted(jobs)}",
-                 f"{len(bad)} do not, e.g. " + "; ".join(bad[:3]) if bad else "")
+        R.ok(not bad, f"every job matcher of the rules selects {sorted(jobs)}",
+             f"{len(bad)} do not, e.g. " + "; ".join(bad[:3]) if bad else "")
 
     if R.failures:
         print(f"{len(R.failures)} Kubernetes check(s) failed", file=sys.stderr)
