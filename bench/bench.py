@@ -692,7 +692,13 @@ def main():
             if not with_prom:
                 say("prometheus missing: time to alert not measured")
             for run in range(plan["detect_runs"]):
-                r["detect"].append(detect_run(tools, workdir, run, plan, with_prom))
+                # One failed run (e.g. another job killed its Prometheus) must not lose the
+                # whole run's results: it is reported and left out.
+                try:
+                    r["detect"].append(detect_run(tools, workdir, run, plan, with_prom))
+                except (OSError, RuntimeError, ValueError, KeyError) as e:
+                    say(f"detect run {run} failed, left out: {e!r}")
+                    r.setdefault("detect_failed", []).append(repr(e))
         if "profile" in parts:
             if shutil.which("perf"):
                 profile(tools, workdir, plan, out / f"{stem}-profile.txt")
