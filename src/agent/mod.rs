@@ -146,6 +146,8 @@ pub struct Agent {
     /// with decides whether a reload must restart it.
     tasks: Mutex<HashMap<String, (Connector, tokio::task::AbortHandle)>>,
     max_initial_spread: Option<Duration>,
+    /// What every connector's schedule counts from (see [`schedule`]).
+    epoch: tokio::time::Instant,
     shard: Option<Shard>,
     on_demand_only: bool,
     /// Stamp of the config file as last read (see [`Agent::reload_if_changed`]).
@@ -367,6 +369,7 @@ impl Agent {
             clock: opts.clock,
             tasks: Mutex::new(HashMap::new()),
             max_initial_spread: opts.max_initial_spread,
+            epoch: tokio::time::Instant::now(),
             shard: opts.shard,
             on_demand_only: opts.on_demand_only,
             config_stamp: Mutex::new(stamp),
@@ -471,6 +474,7 @@ impl Agent {
                 c.name().to_string(),
                 c.interval,
                 offset,
+                self.epoch,
             ));
             tasks.insert(c.name().to_string(), (c.clone(), handle.abort_handle()));
         }
