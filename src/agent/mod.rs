@@ -103,6 +103,24 @@ struct Running {
     prober: Arc<Prober>,
     /// The tenant client, when `tenant:` is configured.
     tenant: Option<Arc<Tenant>>,
+    /// `config`'s connectors by name: every probe looks its connector up, and a scan of 10,000
+    /// names per probe made the agent's work grow with the square of its connectors.
+    index: HashMap<String, usize>,
+}
+
+impl Running {
+    fn index(config: &Config) -> HashMap<String, usize> {
+        config
+            .connectors
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name().to_string(), i))
+            .collect()
+    }
+
+    fn connector(&self, name: &str) -> Option<&Connector> {
+        self.index.get(name).and_then(|i| self.config.connectors.get(*i))
+    }
 }
 
 /// What a load gives: the file's config, its prober, and the tenant client.
@@ -238,7 +256,8 @@ pub struct SelfCheck {
 /// start afresh, connectors with new targets lose their per-host series, the rest keep
 /// everything (queue clock included).
 pub fn merge_states(states: &mut BTreeMap<String, Arc<ConnectorState>>, cfg: &Config) {
-    states.retain(|name, _| cfg.connector(name).is_some());
+    let names: std::collections::HashSet<&str> = cfg.connectors.iter().map(|c| c.name()).collect();
+    states.retain(|name, _| names.contains(name.as_str()));
     let expiration = cfg.defaults.message_expiration;
     let histograms = cfg.metrics.phase_histograms;
     let fresh = |c: &Connector| {
@@ -351,6 +370,7 @@ impl Agent {
             tenant_tasks: Mutex::new(None),
             running: RwLock::new(Arc::new(Running {
                 file: Arc::new(cfg),
+                index: Running::index(&mine),
                 config: Arc::new(mine),
                 all: Arc::new(all),
                 prober: Arc::new(prober),
@@ -489,10 +509,10 @@ impl Agent {
     /// For `/probe?connector=`: a report no older than `max_age` is served from memory,
     /// concurrent requests share one probe, and a disabled connector is never probed.
     pub async fn probe_on_demand(&self, name: &str, max_age: Duration) -> Result<Arc<ProbeReport>, OnDemandError> {
-        let cfg = self.config();
-        let Some(connector) = cfg.connector(name) else {
+        let running = self.running();
+        let Some(connector) = running.connector(name) else {
             return Err(match self.shard {
-                Some(s) if self.running().all.connector(name).is_some() => OnDemandError::OtherShard(Shard {
+                Some(s) if running.all.connector(name).is_some() => OnDemandError::OtherShard(Shard {
                     index: crate::config::shard::hashmod(name, s.count),
                     count: s.count,
                 }),
@@ -514,8 +534,7 @@ impl Agent {
 
     /// Probes unless a probe that started at or after `asked` finished while we waited.
     async fn probe_shared(&self, name: &str, asked: SystemTime) -> Option<Arc<ProbeReport>> {
-        let cfg = self.config();
-        let connector = cfg.connector(name).filter(|c| c.enabled)?.clone();
+        let connector = self.running().connector(name).filter(|c| c.enabled)?.clone();
         let guard_lock = lock(&self.probe_locks).entry(name.to_string()).or_default().clone();
         let _one_at_a_time = guard_lock.lock().await;
         if let Some(st) = self.connector_state(name)
@@ -602,6 +621,7 @@ impl Agent {
                 (_, new) => new.map(Arc::new),
             };
             *r = Arc::new(Running {
+                index: Running::index(&merged),
                 config: Arc::new(merged),
                 all: Arc::new(all),
                 file: Arc::new(cfg),
@@ -758,6 +778,7 @@ impl Agent {
             let (merged, all) = effective(&r.file, synced.as_deref(), self.shard);
             merge_states(&mut lock(&self.states), &merged);
             *r = Arc::new(Running {
+                index: Running::index(&merged),
                 config: Arc::new(merged),
                 all: Arc::new(all),
                 file: r.file.clone(),
