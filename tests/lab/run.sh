@@ -142,4 +142,7 @@ $PY "$here/assert_lab.py" resolve "$ARTIFACTS/notifications.jsonl"
 say "scale-out: agent shards (--shard) and Prometheus hashmod over /probe (--probe.on-demand-only)"
 bash "$here/scale_out.sh" "$LAB" "$ARTIFACTS" "$AGENT" http://127.0.0.1:19325
 
+say "agent fault: two replicas lose their resolver; one page (the agent alert), the rest inhibited"
+bash "$here/agent_fault.sh" "$LAB" "$ARTIFACTS" "$AGENT"
+
 say "all lab checks passed"
