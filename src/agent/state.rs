@@ -175,6 +175,7 @@ impl<'a> IntoIterator for &'a HostMap {
     }
 }
 
+#[cfg(test)]
 impl std::ops::Index<&str> for HostMap {
     type Output = HostStats;
 

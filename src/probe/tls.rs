@@ -608,7 +608,52 @@ pub fn client_config(
 
 #[cfg(test)]
 mod tests {
-    use super::name_matches;
+    use super::*;
+    use std::time::Duration;
+
+    fn self_signed(not_after_unix: i64) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["mx.cache.test".to_string()]).expect("params");
+        params.not_before = ::time::OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("date");
+        params.not_after = ::time::OffsetDateTime::from_unix_timestamp(not_after_unix).expect("date");
+        params.self_signed(&key).expect("cert").der().clone()
+    }
+
+    fn verifier(chains: &Arc<ChainCache>) -> RecordingVerifier {
+        RecordingVerifier::new(
+            Arc::new(RootCertStore::empty()),
+            chains.clone(),
+            &rustls::crypto::ring::default_provider(),
+            TlsSettings::CertificateValidation,
+            vec![],
+        )
+    }
+
+    #[test]
+    fn a_chain_is_checked_once_and_its_dates_every_time() {
+        let not_after = 1_900_000_000;
+        let leaf = self_signed(not_after);
+        let chains = Arc::new(ChainCache::default());
+        let at = |s: i64| UnixTime::since_unix_epoch(Duration::from_secs(s as u64));
+        let first = verifier(&chains).evaluate(&leaf, &[], at(not_after - 1800));
+        assert_eq!(chains.len(), 1, "checked and kept");
+        assert!(first.problems.contains(&Reason::CertUntrusted), "{first:?}");
+        assert!(!first.problems.contains(&Reason::CertExpired), "{first:?}");
+        // Another probe of the same chain: the same summary (shared), the same chain verdict.
+        let again = verifier(&chains).evaluate(&leaf, &[], at(not_after - 60));
+        assert!(Arc::ptr_eq(&first.chain, &again.chain), "taken from the cache");
+        assert_eq!(again.problems, first.problems);
+        // Within the hour but past its expiry: the cached chain, and the date checked anew.
+        let later = verifier(&chains).evaluate(&leaf, &[], at(not_after + 60));
+        assert!(Arc::ptr_eq(&first.chain, &later.chain));
+        assert_eq!(later.problems.first(), Some(&Reason::CertExpired), "{later:?}");
+        // Another chain is another entry; an hour later the first is checked again.
+        let other = self_signed(not_after);
+        verifier(&chains).evaluate(&other, &[], at(not_after - 1800));
+        assert_eq!(chains.len(), 2);
+        let fresh = verifier(&chains).evaluate(&leaf, &[], at(not_after + 3600));
+        assert!(!Arc::ptr_eq(&first.chain, &fresh.chain), "re-checked after the hour");
+    }
 
     #[test]
     fn tls_domain_matching() {
