@@ -95,6 +95,11 @@ def main():
     others = sorted({a["labels"].get("alertname", "?") for a in got} - {AGENT_ALERT})
     if others:
         sys.exit(f"FAIL: besides {AGENT_ALERT} the webhook got {others}: the agent's fault paged per connector")
+    sent = 0
+    with open(log, encoding="utf-8") as f:
+        sent = sum(1 for line in f if line.strip())
+    if sent != 1:
+        sys.exit(f"FAIL: {sent} notifications reached the webhook for one fault (one page expected)")
     copies = {json.dumps(a["labels"], sort_keys=True) for a in got if a["status"] == "firing"}
     if len(copies) != 1:
         sys.exit(f"FAIL: {len(copies)} different {AGENT_ALERT} alerts reached the webhook (one per replica?):\n"

@@ -44,6 +44,8 @@ for i in 0 1; do
 done
 
 say "webhook :19096, Alertmanager :19097 (the lab's inhibit rules), Prometheus :19092"
+# A fresh log: an earlier run's notifications must not count for this one.
+rm -f "$ARTIFACTS/agent-fault-notifications.jsonl"
 python3 "$here/webhook.py" 127.0.0.1:19096 "$ARTIFACTS/agent-fault-notifications.jsonl" \
   >"$ARTIFACTS/agent-fault-webhook.log" 2>&1 &
 pids+=($!)

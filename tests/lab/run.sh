@@ -50,6 +50,9 @@ trap cleanup EXIT
 
 rm -rf "$LAB"
 mkdir -p "$LAB"/{dns,postfix/spool,postfix/data,rules,prometheus,alertmanager} "$ARTIFACTS"
+# ARTIFACTS may outlive the run (CI keeps it outside $LAB): an earlier run's notifications must
+# not satisfy this run's checks.
+rm -f "$ARTIFACTS/notifications.jsonl"
 render() { sed -e "s#@LAB@#$LAB#g" -e "s#@TENANT_URL@#${TENANT_URL:-}#g" "$1" >"$2"; }
 
 say "PKI"
